@@ -1,0 +1,57 @@
+"""Audio and storage I/O for any storage, any rate, any channel count."""
+
+from ansray.io.audio import (
+    AudioDecodeError,
+    AudioInfo,
+    audio_info,
+    downmix,
+    encode_audio,
+    read_audio,
+    write_audio,
+)
+from ansray.io.resample import resample
+from ansray.io.storage import (
+    AUDIO_EXTENSIONS,
+    MANIFEST_EXTENSIONS,
+    AudioRef,
+    KeyCollisionError,
+    ManifestError,
+    PathEscapeError,
+    check_key,
+    exists,
+    fs_for,
+    join_uri,
+    list_audio,
+    open_input,
+    output_uri,
+    read_bytes,
+    read_manifest,
+    write_bytes_atomic,
+)
+
+__all__ = [
+    "AUDIO_EXTENSIONS",
+    "MANIFEST_EXTENSIONS",
+    "AudioDecodeError",
+    "AudioInfo",
+    "AudioRef",
+    "KeyCollisionError",
+    "ManifestError",
+    "PathEscapeError",
+    "audio_info",
+    "check_key",
+    "downmix",
+    "encode_audio",
+    "exists",
+    "fs_for",
+    "join_uri",
+    "list_audio",
+    "open_input",
+    "output_uri",
+    "read_audio",
+    "read_bytes",
+    "read_manifest",
+    "resample",
+    "write_audio",
+    "write_bytes_atomic",
+]

@@ -1,0 +1,22 @@
+"""FRCRN: the network, its STFT, loss, checkpoints and a fused inference path."""
+
+from .checkpoint import CheckpointError, load_model, save_model_dir, weights_digest
+from .config import MODEL_SIZES, FRCRNConfig
+from .frcrn import FRCRN, FRCRNOutput
+from .inference import FRCRNInference, InferenceOutput
+from .loss import frcrn_loss, si_snr
+
+__all__ = [
+    "FRCRN",
+    "FRCRNConfig",
+    "FRCRNInference",
+    "FRCRNOutput",
+    "InferenceOutput",
+    "CheckpointError",
+    "MODEL_SIZES",
+    "frcrn_loss",
+    "load_model",
+    "save_model_dir",
+    "si_snr",
+    "weights_digest",
+]

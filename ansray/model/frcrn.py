@@ -1,0 +1,174 @@
+"""FRCRN: Frequency Recurrence Convolutional Recurrent Network for monaural speech enhancement.
+
+Zhao et al., "FRCRN: Boosting Feature Representation using Frequency Recurrence for Monaural Speech
+Enhancement", ICASSP 2022. Numerically equal to ModelScope's `modelscope/models/audio/ans/frcrn.py`
+(and its `unet.py`): two complex UNets in cascade predict a complex ideal ratio mask (cIRM) that is
+applied to the STFT of the input; the second UNet refines the first one's output.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import torch
+from torch import nn
+
+from .blocks import ComplexConv2d, ComplexFsmnFreq, ComplexFsmnTime, ComplexSELayer, Decoder, Encoder
+from .config import FRCRNConfig
+from .stft import ConvISTFT, ConvSTFT, stft_kernels
+
+# Every UNet conv spans 2 frames with one frame of padding on each side; stride 2 along frequency.
+TIME_KERNEL = 2
+STRIDE = (2, 1)
+PADDING = (0, 1)
+ENCODER_FREQ_KERNEL = 5
+SE_REDUCTION = 8
+
+
+class FRCRNOutput(NamedTuple):
+    """The reference's output list, named. Spectra and masks are [B, 2F, frames] (real rows, then
+    imaginary rows); waveforms are [B, (frames - 1) * win_inc + win_len]."""
+
+    spec_l1: torch.Tensor
+    wav_l1: torch.Tensor
+    mask_l1: torch.Tensor
+    spec_l2: torch.Tensor
+    wav_l2: torch.Tensor
+    mask_l2: torch.Tensor
+
+
+@dataclass(frozen=True)
+class UNetLayout:
+    """Channel counts and kernel heights of one UNet; `heights[i]` is the input height of encoder i."""
+
+    channels: int
+    heights: tuple[int, ...]
+    encoder_kernels: tuple[int, ...]
+    decoder_kernels: tuple[int, ...]
+
+    @property
+    def levels(self) -> int:
+        return len(self.encoder_kernels)
+
+
+def unet_layout(config: FRCRNConfig) -> UNetLayout:
+    """Kernel heights that take F bins down to 1 and back up exactly.
+
+    For the released config this reproduces the reference's table: encoders (5, 5, 5, 5, 5, 5, 2),
+    decoders (2, 5, 5, 5, 6, 5, 5) over heights 321, 159, 78, 37, 17, 7, 2, 1.
+    """
+    levels = config.model_depth // 2
+    heights = [config.freq_bins]
+    encoder_kernels = []
+    for i in range(levels):
+        kernel = heights[-1] if i == levels - 1 else ENCODER_FREQ_KERNEL
+        if heights[-1] < kernel:
+            raise ValueError(
+                f"model_depth {config.model_depth} is too deep for fft_len {config.fft_len}: "
+                f"encoder {i} sees {heights[-1]} frequency rows"
+            )
+        encoder_kernels.append(kernel)
+        heights.append((heights[-1] - kernel) // STRIDE[0] + 1)
+    # A transposed conv outputs (h - 1) * stride + kernel rows; pick the kernel that restores the skip's height.
+    decoder_kernels = [heights[levels - 1 - i] - (heights[levels - i] - 1) * STRIDE[0] for i in range(levels)]
+    return UNetLayout(config.channels, tuple(heights), tuple(encoder_kernels), tuple(decoder_kernels))
+
+
+class UNet(nn.Module):
+    """One complex UNet: [B, 1, F, T, 2] -> [B, 1, F, T, 2] (pre-tanh mask).
+
+    Encoder i (i > 0) is preceded by a frequency FSMN; each encoder output passes a squeeze-excitation
+    layer on its way to the skip connection; a time FSMN sits at the bottleneck; each decoder but the
+    last is followed by a frequency FSMN and (but the last two) a squeeze-excitation layer before
+    concatenating its skip. `fsmn_enc0`, the last `fsmn_dec` and the last `se_layer_dec` exist in the
+    reference but are never used; we keep them so that checkpoints load strictly.
+    """
+
+    def __init__(self, layout: UNetLayout):
+        super().__init__()
+        width, levels = layout.channels, layout.levels
+        self.levels = levels
+        self.fsmn = ComplexFsmnTime(width, width)
+        # Registration order follows the reference so that state_dict() lists keys in the same order.
+        for i in range(levels):
+            self.add_module(f"fsmn_enc{i}", ComplexFsmnFreq(width, width))
+            in_channels = 1 if i == 0 else width
+            kernel = (layout.encoder_kernels[i], TIME_KERNEL)
+            self.add_module(f"encoder{i}", Encoder(in_channels, width, kernel, STRIDE, PADDING))
+            self.add_module(f"se_layer_enc{i}", ComplexSELayer(width, SE_REDUCTION))
+        for i in range(levels):
+            self.add_module(f"fsmn_dec{i}", ComplexFsmnFreq(width, width))
+            in_channels = width if i == 0 else 2 * width
+            out_channels = 1 if i == levels - 1 else width
+            kernel = (layout.decoder_kernels[i], TIME_KERNEL)
+            self.add_module(f"decoder{i}", Decoder(in_channels, out_channels, kernel, STRIDE, PADDING))
+            if i < levels - 1:
+                self.add_module(f"se_layer_dec{i}", ComplexSELayer(width, SE_REDUCTION))
+        self.linear = ComplexConv2d(1, 1, 1)
+
+    def block(self, name: str, i: int) -> nn.Module:
+        return getattr(self, f"{name}{i}")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        skips = []
+        for i in range(self.levels):
+            if i > 0:
+                x = self.block("fsmn_enc", i)(x)
+            x = self.block("encoder", i)(x)
+            skips.append(self.block("se_layer_enc", i)(x))
+        p = self.fsmn(x)
+        for i in range(self.levels):
+            p = self.block("decoder", i)(p)
+            if i == self.levels - 1:
+                break
+            p = self.block("fsmn_dec", i)(p)
+            if i < self.levels - 2:
+                p = self.block("se_layer_dec", i)(p)
+            p = torch.cat([p, skips[self.levels - 2 - i]], dim=1)
+        return self.linear(p)
+
+
+def apply_mask(spec: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Complex product of [B, 1, F, T, 2] tensors, returned as [B, 2F, T] (real rows, then imaginary)."""
+    sr, si = spec[..., 0], spec[..., 1]
+    mr, mi = mask[..., 0], mask[..., 1]
+    return torch.cat([sr * mr - si * mi, sr * mi + si * mr], dim=2).squeeze(1)
+
+
+def stack_complex(x: torch.Tensor) -> torch.Tensor:
+    """[B, 1, F, T, 2] -> [B, 2F, T]."""
+    return torch.cat([x[..., 0], x[..., 1]], dim=2).squeeze(1)
+
+
+class FRCRN(nn.Module):
+    """The reference network. `forward(wav [B, T])` returns `FRCRNOutput`, in train or eval mode."""
+
+    def __init__(self, config: FRCRNConfig | None = None):
+        super().__init__()
+        self.config = config = config or FRCRNConfig()
+        kernels = stft_kernels(config.win_len, config.fft_len, config.win_type)
+        self.stft = ConvSTFT(kernels["stft.weight"], config.win_inc)
+        self.istft = ConvISTFT(
+            kernels["istft.weight"], kernels["istft.window"], kernels["istft.enframe"], config.win_inc
+        )
+        self.layout = unet_layout(config)
+        self.unet = UNet(self.layout)
+        self.unet2 = UNet(self.layout)
+
+    def spectrum(self, wav: torch.Tensor) -> torch.Tensor:
+        """[B, T] -> [B, 1, F, frames, 2], the UNet input layout."""
+        spec = self.stft(wav)
+        bins = self.config.freq_bins
+        return torch.stack([spec[:, :bins], spec[:, bins:]], dim=-1).unsqueeze(1)
+
+    def forward(self, wav: torch.Tensor) -> FRCRNOutput:
+        spec = self.spectrum(wav)
+        unet1_out = self.unet(spec)
+        mask1 = torch.tanh(unet1_out)
+        # The second UNet refines the first one's pre-tanh output; its mask is added to the first.
+        mask2 = torch.tanh(self.unet2(unet1_out)) + mask1
+        spec1, spec2 = apply_mask(spec, mask1), apply_mask(spec, mask2)
+        return FRCRNOutput(
+            spec1, self.istft(spec1), stack_complex(mask1), spec2, self.istft(spec2), stack_complex(mask2)
+        )

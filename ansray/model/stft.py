@@ -1,0 +1,103 @@
+"""FRCRN's STFT: the reference's convolution kernels (checkpoint buffers) and an FFT path for inference.
+
+The reference (`conv_stft.py`) computes the STFT as a strided conv1d with a [2F, 1, win_len] kernel
+(real rows, then imaginary rows, times a square-root periodic Hann window) and the inverse as a
+transposed conv1d with the windowed pseudo-inverse, divided by the overlap-added squared window.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+# The reference adds this to the overlap-added squared window before dividing.
+OLA_EPS = 1e-8
+
+
+def analysis_window(win_len: int, win_type: str) -> np.ndarray:
+    """Square root of a periodic Hann window ("hanning" and "hann" both mean this), float64 [win_len]."""
+    if win_type.lower() == "none":
+        return np.ones(win_len)
+    n = np.arange(win_len)
+    return np.sqrt(0.5 - 0.5 * np.cos(2 * np.pi * n / win_len))
+
+
+def stft_kernels(win_len: int, fft_len: int, win_type: str) -> dict[str, torch.Tensor]:
+    """The four fixed tensors a reference checkpoint carries: `stft.weight`, `istft.{weight,window,enframe}`."""
+    window = analysis_window(win_len, win_type)
+    basis = np.fft.rfft(np.eye(fft_len))[:win_len]
+    kernel = np.concatenate([basis.real, basis.imag], axis=1).T  # [2F, win_len]
+    forward = kernel * window
+    inverse = np.linalg.pinv(kernel).T * window
+    return {
+        "stft.weight": torch.from_numpy(forward[:, None, :].astype(np.float32)),
+        "istft.weight": torch.from_numpy(inverse[:, None, :].astype(np.float32)),
+        "istft.window": torch.from_numpy(window[None, :, None].astype(np.float32)),
+        "istft.enframe": torch.eye(win_len, dtype=torch.float32)[:, None, :],
+    }
+
+
+def num_frames(samples: int, win_len: int, win_inc: int) -> int:
+    """Frames of a frame-based STFT with no centre padding."""
+    return 1 + (samples - win_len) // win_inc
+
+
+class ConvSTFT(nn.Module):
+    """[B, T] -> [B, 2F, frames] (real bins, then imaginary bins)."""
+
+    def __init__(self, weight: torch.Tensor, win_inc: int):
+        super().__init__()
+        self.register_buffer("weight", weight)
+        self.stride = win_inc
+
+    def forward(self, wav: torch.Tensor) -> torch.Tensor:
+        return F.conv1d(wav.unsqueeze(1), self.weight, stride=self.stride)
+
+
+class ConvISTFT(nn.Module):
+    """[B, 2F, frames] -> [B, (frames - 1) * win_inc + win_len]."""
+
+    def __init__(self, weight: torch.Tensor, window: torch.Tensor, enframe: torch.Tensor, win_inc: int):
+        super().__init__()
+        self.register_buffer("weight", weight)
+        self.register_buffer("window", window)
+        self.register_buffer("enframe", enframe)
+        self.stride = win_inc
+
+    def forward(self, spec: torch.Tensor) -> torch.Tensor:
+        wav = F.conv_transpose1d(spec, self.weight, stride=self.stride)
+        squared = self.window.repeat(1, 1, spec.shape[-1]) ** 2
+        norm = F.conv_transpose1d(squared, self.enframe, stride=self.stride)
+        return (wav / (norm + OLA_EPS)).squeeze(1)
+
+
+class FFTSTFT(nn.Module):
+    """The same transform pair as `ConvSTFT`/`ConvISTFT`, through torch.fft (win_len == fft_len only).
+
+    With win_len == fft_len the conv kernel's pseudo-inverse equals irfft on every spectrum whose DC
+    and Nyquist bins are real; irfft drops those two imaginary parts, which is exactly the
+    pseudo-inverse's projection, so the result is the same up to float rounding.
+    """
+
+    def __init__(self, win_len: int, win_inc: int, win_type: str):
+        super().__init__()
+        self.win_len = win_len
+        self.win_inc = win_inc
+        self.register_buffer("window", torch.from_numpy(analysis_window(win_len, win_type).astype(np.float32)))
+
+    def stft(self, wav: torch.Tensor) -> torch.Tensor:
+        """[B, T] -> complex [B, F, frames]."""
+        frames = wav.unfold(-1, self.win_len, self.win_inc) * self.window
+        return torch.fft.rfft(frames, n=self.win_len).transpose(1, 2)
+
+    def istft(self, spec: torch.Tensor) -> torch.Tensor:
+        """complex [B, F, frames] -> [B, (frames - 1) * win_inc + win_len]."""
+        n_frames = spec.shape[-1]
+        frames = torch.fft.irfft(spec.transpose(1, 2), n=self.win_len) * self.window
+        length = (n_frames - 1) * self.win_inc + self.win_len
+        wav = F.fold(frames.transpose(1, 2), (1, length), (1, self.win_len), stride=(1, self.win_inc))
+        squared = (self.window**2).expand(1, n_frames, -1).transpose(1, 2)
+        norm = F.fold(squared, (1, length), (1, self.win_len), stride=(1, self.win_inc))
+        return (wav / (norm + OLA_EPS)).reshape(spec.shape[0], length)
