@@ -1,0 +1,196 @@
+"""Pairs each enhanced file with its noisy input and clean reference: by relative key across folder trees,
+or from the denoise job's manifest, whose rows name the output (`audio_filepath`) and its input
+(`input_filepath`). A file without a partner is reported, never silently dropped."""
+
+from __future__ import annotations
+
+import json
+import logging
+import posixpath
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from ansray.data.layouts import FILEID
+from ansray.io import fs_for, list_audio, read_bytes
+
+log = logging.getLogger(__name__)
+
+PAIR_BY = ("key", "fileid")
+"""How files in different trees match: by relative key less its extension (`a/b.flac` ~ `a/b.wav`), or
+by the `fileid_N` that DNS Challenge file names end with (`..._snr5_fileid_7.wav` ~ `clean_fileid_7.wav`)."""
+
+ROLES = ("enhanced", "noisy", "clean")
+
+
+class PairingError(ValueError):
+    """The inputs cannot be paired at all: a manifest row that is not JSON with the paths, or no pair."""
+
+
+@dataclass(frozen=True)
+class EvaluationItem:
+    """One enhanced file and its partners, as URIs. `key` names it in the results: its path relative to
+    the enhanced tree, or, from a manifest, its input's path relative to the inputs' common folder."""
+
+    key: str
+    enhanced: str
+    noisy: str | None = None
+    clean: str | None = None
+
+
+@dataclass(frozen=True)
+class Unpaired:
+    """A file left out of the evaluation: its URI, its role (enhanced, noisy or clean) and why."""
+
+    uri: str
+    role: str
+    reason: str
+
+
+@dataclass
+class Pairing:
+    """The items to evaluate, in key order, and the files that could not be paired."""
+
+    items: list[EvaluationItem] = field(default_factory=list)
+    unpaired: list[Unpaired] = field(default_factory=list)
+
+
+def pair_files(
+    enhanced: str,
+    noisy: str | None = None,
+    clean: str | None = None,
+    *,
+    pair_by: str = "key",
+    storage_options: dict | None = None,
+) -> Pairing:
+    """Pairs the files under `enhanced`, `noisy` and `clean` (folders, prefixes or globs; see list_audio).
+
+    `enhanced` may instead be the denoise job's manifest (`.jsonl`): its rows give the noisy partners,
+    so `noisy` must then be None. An item needs a partner in every tree given; files that lack one,
+    and keys that two files of one tree share, are listed in `Pairing.unpaired`."""
+    if pair_by not in PAIR_BY:
+        raise ValueError(f"pair_by must be one of {PAIR_BY}, got {pair_by!r}")
+    unpaired: list[Unpaired] = []
+    if is_manifest(enhanced):
+        if noisy is not None:
+            raise ValueError("with a denoise manifest, the noisy inputs are its rows' input_filepath; drop noisy")
+        rows, unpaired = read_denoise_manifest(enhanced, storage_options)
+        noisy_keys = keys_below_common_folder([row["input_filepath"] for row in rows], storage_options)
+        keyed = {
+            "enhanced": [(key, row["audio_filepath"]) for key, row in zip(noisy_keys, rows)],
+            "noisy": [(key, row["input_filepath"]) for key, row in zip(noisy_keys, rows)],
+        }
+    else:
+        keyed = {"enhanced": _listed(enhanced, storage_options)}
+        if noisy is not None:
+            keyed["noisy"] = _listed(noisy, storage_options)
+    if clean is not None:
+        keyed["clean"] = _listed(clean, storage_options)
+
+    by_match: dict[str, dict[str, tuple[str, str]]] = {}
+    for role, files in keyed.items():
+        by_match[role], left_out = _index_by_match_key(files, role, pair_by)
+        unpaired.extend(left_out)
+    pairing = _join(by_match)
+    pairing.unpaired = unpaired + pairing.unpaired
+    return pairing
+
+
+def is_manifest(uri: str) -> bool:
+    return uri.lower().endswith(".jsonl")
+
+
+def read_denoise_manifest(uri: str, storage_options: dict | None = None) -> tuple[list[dict], list[Unpaired]]:
+    """The rows of a denoise manifest that name an output to evaluate, and the inputs it failed on.
+
+    The manifest is appended to by each run, so the last row for an input decides. Rows with status
+    `error` have no output and are returned as Unpaired with the job's reason. Paths are used as the
+    job wrote them. Raises PairingError for rows that are not the denoise job's."""
+    latest: dict[str, dict] = {}
+    for number, line in enumerate(read_bytes(uri, storage_options).decode("utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            # The denoise job killed mid-row leaves one torn last line; its reader skips it too.
+            log.warning("%s line %d: skipping a torn or corrupt line", uri, number)
+            continue
+        if not isinstance(row, dict) or "input_filepath" not in row:
+            raise PairingError(f"{uri} line {number}: expected the denoise job's rows, with input_filepath")
+        if row.get("status") != "error" and not row.get("audio_filepath"):
+            raise PairingError(f"{uri} line {number}: a row with status {row.get('status')!r} names no audio_filepath")
+        latest[row["input_filepath"]] = row
+    rows, failed = [], []
+    for row in latest.values():
+        if row.get("status") == "error":
+            reason = f"the denoise job failed on it: {row.get('error') or 'no reason recorded'}"
+            failed.append(Unpaired(row["input_filepath"], "noisy", reason))
+        else:
+            rows.append(row)
+    return rows, failed
+
+
+def keys_below_common_folder(uris: list[str], storage_options: dict | None = None) -> list[str]:
+    """Each URI's path relative to the deepest folder that holds them all (the whole path where they
+    live on different filesystems)."""
+    if not uris:
+        return []
+    paths = [fs_for(uri, storage_options)[1] for uri in uris]
+    protocols = {uri.split("://")[0] if "://" in uri else "file" for uri in uris}
+    if len(protocols) > 1:
+        return [path.lstrip("/") for path in paths]
+    folders = {posixpath.dirname(path) for path in paths}
+    root = posixpath.commonpath(list(folders)) if len(folders) > 1 else folders.pop()
+    return [posixpath.relpath(path, root) if root else path.lstrip("/") for path in paths]
+
+
+def match_key(key: str, pair_by: str) -> str | None:
+    """What `key` is matched on across trees; None where a DNS file name has no `fileid_N`."""
+    if pair_by == "fileid":
+        found = FILEID.search(key)
+        return f"fileid_{found.group(1)}" if found else None
+    return posixpath.splitext(key)[0]
+
+
+def _listed(uri: str, storage_options: dict | None) -> list[tuple[str, str]]:
+    return [(ref.key, ref.uri) for ref in list_audio(uri, storage_options=storage_options)]
+
+
+def _index_by_match_key(
+    files: Iterable[tuple[str, str]], role: str, pair_by: str
+) -> tuple[dict[str, tuple[str, str]], list[Unpaired]]:
+    """(match key -> (key, uri)) for one tree, and the files whose match key is missing or shared."""
+    groups: dict[str, list[tuple[str, str]]] = {}
+    left_out = []
+    for key, uri in files:
+        matched = match_key(key, pair_by)
+        if matched is None:
+            left_out.append(Unpaired(uri, role, f"no fileid_N in the name {key!r}"))
+        else:
+            groups.setdefault(matched, []).append((key, uri))
+    index = {}
+    for matched, group in groups.items():
+        if len(group) == 1:
+            index[matched] = group[0]
+            continue
+        keys = ", ".join(key for key, _ in group)
+        left_out.extend(Unpaired(uri, role, f"ambiguous: {keys} all match {matched!r}") for _, uri in group)
+    return index, left_out
+
+
+def _join(by_match: dict[str, dict[str, tuple[str, str]]]) -> Pairing:
+    roles = [role for role in ROLES if role in by_match]
+    pairing = Pairing()
+    for matched in sorted(set().union(*(by_match[role] for role in roles))):
+        present = {role: by_match[role][matched] for role in roles if matched in by_match[role]}
+        missing = [role for role in roles if role not in present]
+        if missing:
+            reason = f"no {' or '.join(missing)} file matches {matched!r}"
+            pairing.unpaired.extend(Unpaired(uri, role, reason) for role, (_, uri) in present.items())
+            continue
+        key = present["enhanced"][0]
+        pairing.items.append(
+            EvaluationItem(key, **{role: uri for role, (_, uri) in present.items()})
+        )
+    pairing.items.sort(key=lambda item: item.key)
+    return pairing
