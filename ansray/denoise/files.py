@@ -1,0 +1,160 @@
+"""One input file's trip: plan (header, level, segments), read segments at 16 kHz, finish (stitch, write).
+
+Memory per step is bounded by a window, except `finish_file`, which holds one file's enhanced
+samples (4 bytes per sample per channel at 16 kHz, plus the source-rate copy) and never activations.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import soundfile as sf
+
+from ansray.enhance import MODEL_RATE, SegmentOptions
+from ansray.io import AudioInfo, AudioRef, downmix, output_uri, read_audio, resample, write_audio
+from ansray.level import LevelMeter
+from ansray.segments import SegmentPlan, overlap_add
+
+# Level statistics are gathered in windows of this many seconds, so long files are never held whole.
+STATS_WINDOW_SECONDS = 30.0
+# Source context read on both sides of a segment, so the resampler's filter sees real neighbours and
+# the segment equals the same span of the whole file resampled at once (soxr is exactly shift-invariant
+# on windows that start on a common sample of both rates' grids).
+RESAMPLE_CONTEXT_SECONDS = 0.05
+OUTPUT_FORMATS = ("same", "wav", "flac")
+
+
+@dataclass(frozen=True)
+class FilePlan:
+    ref: AudioRef
+    info: AudioInfo
+    output: str
+    format: str
+    subtype: str
+    gains: tuple[float, ...]  # per enhanced channel
+    mixdown: bool
+    segments: SegmentPlan
+
+    @property
+    def channels(self) -> int:
+        return len(self.gains)
+
+    @property
+    def model_samples(self) -> int:
+        return self.segments.num_samples
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "FilePlan":
+        return cls(
+            ref=AudioRef(**values["ref"]),
+            info=AudioInfo(**values["info"]),
+            output=values["output"],
+            format=values["format"],
+            subtype=values["subtype"],
+            gains=tuple(values["gains"]),
+            mixdown=values["mixdown"],
+            segments=SegmentPlan(**values["segments"]),
+        )
+
+
+def output_format(info: AudioInfo, requested: str) -> tuple[str, str, str]:
+    """(format, subtype, extension) of the output: the source's own, or WAV/FLAC keeping the bit depth."""
+    if requested not in OUTPUT_FORMATS:
+        raise ValueError(f"output format must be one of {OUTPUT_FORMATS}, got {requested!r}")
+    if requested == "same":
+        return info.format, info.subtype, None
+    format = requested.upper()
+    subtype = info.subtype if sf.check_format(format, info.subtype) else ("PCM_24" if format == "FLAC" else "PCM_16")
+    if format == "FLAC" and not sf.check_format(format, subtype):
+        subtype = "PCM_24"
+    return format, subtype, "." + requested
+
+
+def model_length(frames: int, sample_rate: int) -> int:
+    """Samples of the file at 16 kHz, as the resampler produces them."""
+    return math.ceil(frames * MODEL_RATE / sample_rate)
+
+
+def _windows(info: AudioInfo, seconds: float):
+    step = max(1, int(seconds * info.sample_rate))
+    for start in range(0, info.frames, step):
+        yield start, min(step, info.frames - start)
+
+
+def _prepared(data: np.ndarray, mixdown: bool) -> np.ndarray:
+    return downmix(data) if mixdown else data
+
+
+def plan_file(
+    ref: AudioRef,
+    info: AudioInfo,
+    output_root: str,
+    options: SegmentOptions,
+    *,
+    requested_format: str = "same",
+    suffix: str | None = None,
+    mixdown: bool = False,
+    storage_options: dict | None = None,
+) -> FilePlan:
+    """Measures the file's level (two windowed passes) and plans its segments. Raises AudioDecodeError."""
+    format, subtype, extension = output_format(info, requested_format)
+    meter = LevelMeter(1 if mixdown else info.channels)
+    for level_pass in (meter.add_first_pass, meter.add_second_pass):
+        for start, frames in _windows(info, STATS_WINDOW_SECONDS):
+            data, _, _ = read_audio(ref.uri, start=start, frames=frames, storage_options=storage_options)
+            level_pass(_prepared(data, mixdown))
+    return FilePlan(
+        ref=ref,
+        info=info,
+        output=output_uri(ref, output_root, suffix=suffix, extension=extension),
+        format=format,
+        subtype=subtype,
+        gains=tuple(float(g) for g in meter.gains()),
+        mixdown=mixdown,
+        segments=options.plan(model_length(info.frames, info.sample_rate)),
+    )
+
+
+def read_segments(plan: FilePlan, index: int, storage_options: dict | None = None) -> np.ndarray:
+    """Segment `index` of every enhanced channel, level-normalised at 16 kHz: [channels, segment]."""
+    segments, info = plan.segments, plan.info
+    start = segments.start(index)
+    lo, hi = max(start, 0), min(start + segments.segment, segments.num_samples)
+    out = np.zeros((plan.channels, segments.segment), dtype=np.float32)
+    if hi <= lo:
+        return out
+    # Source blocks of p samples map onto 16 kHz blocks of q samples exactly.
+    g = math.gcd(info.sample_rate, MODEL_RATE)
+    p, q = info.sample_rate // g, MODEL_RATE // g
+    context = math.ceil(RESAMPLE_CONTEXT_SECONDS * info.sample_rate / p)
+    first_block = max(lo // q - context, 0)
+    last_block = math.ceil(hi / q) + context
+    source_start = first_block * p
+    source_frames = min(last_block * p, info.frames) - source_start
+    data, _, _ = read_audio(plan.ref.uri, start=source_start, frames=source_frames, storage_options=storage_options)
+    data = _prepared(data, plan.mixdown) * np.asarray(plan.gains, dtype=np.float32)
+    at_model_rate = resample(data, info.sample_rate, MODEL_RATE)
+    offset = first_block * q
+    piece = at_model_rate[lo - offset : hi - offset].T
+    out[:, lo - start : lo - start + piece.shape[1]] = piece
+    return out
+
+
+def finish_file(plan: FilePlan, enhanced: np.ndarray, storage_options: dict | None = None) -> dict:
+    """Stitches [count, channels, segment] enhanced segments, restores rate, level and format, writes.
+
+    Returns the output's facts for the manifest.
+    """
+    stitched = overlap_add(list(enhanced), plan.segments)  # [channels, model samples]
+    restored = resample(np.ascontiguousarray(stitched.T), MODEL_RATE, plan.info.sample_rate)
+    restored = restored[: plan.info.frames] / np.asarray(plan.gains, dtype=np.float32)
+    write_audio(
+        plan.output, restored, plan.info.sample_rate, format=plan.format, subtype=plan.subtype,
+        storage_options=storage_options,
+    )
+    return {"audio_filepath": plan.output, "duration": plan.info.duration, "channels": restored.shape[1]}

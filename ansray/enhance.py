@@ -1,0 +1,103 @@
+"""Enhancing signals with FRCRN: segment -> enhance in batches -> stitch, in-process.
+
+`enhance` is the notebook and test entry point for one signal; the distributed job
+(`ansray.denoise`) runs the same functions on many files: `level_gains` before, `plan_segments`
+and `cut_segment` to feed the model, `enhance_batch` inside each actor, `overlap_add` after.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ansray.io.resample import resample
+from ansray.level import level_gains
+from ansray.model import FRCRN, FRCRNInference, load_model
+from ansray.segments import SegmentPlan, cut_segment, overlap_add, plan_segments
+
+MODEL_RATE = 16000
+DTYPES = {"float32": None, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+@dataclass(frozen=True)
+class SegmentOptions:
+    """How a signal is cut for the model. `segment_seconds=None` runs each signal in one pass.
+
+    Defaults were measured (benchmarks/bench_segments.py): see README.
+    """
+
+    segment_seconds: float | None = 10.0
+    overlap_seconds: float = 1.0
+    batch_size: int = 4
+
+    def plan(self, num_samples: int) -> SegmentPlan:
+        segment = None if self.segment_seconds is None else round(self.segment_seconds * MODEL_RATE)
+        return plan_segments(num_samples, segment, round(self.overlap_seconds * MODEL_RATE))
+
+
+def inference_model(model: FRCRN | FRCRNInference | str, device: str | torch.device = "cpu") -> FRCRNInference:
+    """The fused inference network from a model, an inference network, or anything `load_model` takes."""
+    if isinstance(model, FRCRNInference):
+        return model
+    if not isinstance(model, FRCRN):
+        model = load_model(model, device=device)
+    return FRCRNInference.from_model(model)
+
+
+def enhance_batch(model: FRCRNInference, batch: np.ndarray, dtype: str = "float32") -> np.ndarray:
+    """[B, S] float32 at 16 kHz -> [B, S] enhanced, float32. Lengths are multiples of the STFT hop."""
+    device = next(model.parameters()).device
+    cast = DTYPES[dtype]
+    with torch.inference_mode():
+        inputs = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32))
+        if device.type == "cuda":
+            inputs = inputs.pin_memory().to(device, non_blocking=True)
+        autocast = torch.autocast(device.type, dtype=cast) if cast is not None else contextlib.nullcontext()
+        with autocast:
+            out = model(inputs).wav
+        return out.float().cpu().numpy()
+
+
+def enhance_segments(model: FRCRNInference, segments: np.ndarray, batch_size: int, dtype: str = "float32") -> np.ndarray:
+    """[N, S] -> [N, S], `batch_size` rows at a time."""
+    return np.concatenate(
+        [enhance_batch(model, segments[i : i + batch_size], dtype) for i in range(0, len(segments), batch_size)]
+    )
+
+
+def enhance(
+    data: np.ndarray,
+    sample_rate: int,
+    model: FRCRN | FRCRNInference | str,
+    *,
+    segment_seconds: float | None = SegmentOptions.segment_seconds,
+    overlap_seconds: float = SegmentOptions.overlap_seconds,
+    batch_size: int = SegmentOptions.batch_size,
+    dtype: str = "float32",
+) -> np.ndarray:
+    """Denoises `data` ([frames] or [frames, channels]) at any rate; returns the same shape and rate.
+
+    Each channel is enhanced on its own. The level is normalised per channel as the model was trained
+    (ModelScope's -25 dBFS `audio_norm`) and restored afterwards.
+    """
+    signal = np.asarray(data, dtype=np.float32)
+    mono = signal.ndim == 1
+    if mono:
+        signal = signal[:, None]
+    if len(signal) == 0:
+        raise ValueError("cannot enhance an empty signal")
+    if not np.isfinite(signal).all():
+        raise ValueError("signal contains NaN or Inf")
+    network = inference_model(model)
+    options = SegmentOptions(segment_seconds, overlap_seconds, batch_size)
+    gains = level_gains(signal)
+    at_model_rate = resample(signal * gains, sample_rate, MODEL_RATE).T  # [channels, samples]
+    plan = options.plan(at_model_rate.shape[1])
+    segments = np.stack([cut_segment(at_model_rate, plan, j) for j in range(plan.count)])  # [J, C, S]
+    flat = enhance_segments(network, segments.reshape(-1, plan.segment), batch_size, dtype)
+    stitched = overlap_add(flat.reshape(segments.shape), plan)  # [C, samples]
+    restored = resample(np.ascontiguousarray(stitched.T), MODEL_RATE, sample_rate)[: len(signal)] / gains
+    return restored[:, 0] if mono else restored

@@ -1,0 +1,118 @@
+"""Cutting a signal into overlapping fixed-length segments and stitching them back, sample-exact.
+
+One place for this arithmetic: the in-process `ansray.enhance` and the distributed denoise job both
+use it. Segments live on the model's 16 kHz timeline. The signal is padded with `edge` zeros at both
+ends so that its first and last samples are covered by full STFT windows, and consecutive segments
+cross-fade in the middle of their overlap, away from each segment's own edges, where the frame-based
+iSTFT reconstructs poorly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+# FRCRN's STFT: lengths that are a multiple of the hop come back from the model unchanged.
+MODEL_HOP = 320
+MODEL_WINDOW = 640
+
+
+@dataclass(frozen=True)
+class SegmentPlan:
+    """Segment j covers signal samples [start(j), start(j) + segment); positions outside the signal are zeros."""
+
+    num_samples: int
+    segment: int
+    hop: int
+    edge: int
+    count: int
+    fade_margin: int
+
+    @property
+    def overlap(self) -> int:
+        return self.segment - self.hop
+
+    def start(self, index: int) -> int:
+        return index * self.hop - self.edge
+
+
+def _round_up(value: int, multiple: int) -> int:
+    return -(-value // multiple) * multiple
+
+
+def plan_segments(
+    num_samples: int,
+    segment: int | None,
+    overlap: int,
+    *,
+    edge: int = MODEL_WINDOW,
+    multiple: int = MODEL_HOP,
+    fade_margin: int = MODEL_WINDOW,
+) -> SegmentPlan:
+    """Plans segments of `segment` samples overlapping by `overlap` (rounded to `multiple`).
+
+    `segment=None` plans a single segment holding the whole padded signal: one pass, as the
+    reference pipeline does. Short signals get one zero-padded segment; nothing is dropped.
+    """
+    if num_samples < 0:
+        raise ValueError(f"num_samples must be >= 0, got {num_samples}")
+    padded = num_samples + 2 * edge
+    if segment is None:
+        length = max(_round_up(padded, multiple), MODEL_WINDOW)
+        return SegmentPlan(num_samples, length, length, edge, 1, fade_margin)
+    segment = _round_up(segment, multiple)
+    overlap = _round_up(overlap, multiple)
+    if not 2 * fade_margin < overlap < segment:
+        raise ValueError(
+            f"overlap ({overlap} samples) must exceed twice the fade margin ({2 * fade_margin}) "
+            f"and be shorter than the segment ({segment})"
+        )
+    hop = segment - overlap
+    count = 1 if padded <= segment else 1 + -(-(padded - segment) // hop)
+    return SegmentPlan(num_samples, segment, hop, edge, count, fade_margin)
+
+
+def cut_segment(signal: np.ndarray, plan: SegmentPlan, index: int) -> np.ndarray:
+    """Segment `index` of `signal` [..., num_samples] as [..., segment], zero-padded outside the signal."""
+    start = plan.start(index)
+    out = np.zeros(signal.shape[:-1] + (plan.segment,), dtype=np.float32)
+    lo, hi = max(start, 0), min(start + plan.segment, plan.num_samples)
+    if hi > lo:
+        out[..., lo - start : hi - start] = signal[..., lo:hi]
+    return out
+
+
+def fade_in(plan: SegmentPlan) -> np.ndarray:
+    """Weights over one overlap: 0 for the margin, a raised cosine, then 1 for the margin."""
+    ramp = plan.overlap - 2 * plan.fade_margin
+    u = (np.arange(ramp) + 0.5) / ramp
+    rise = 0.5 - 0.5 * np.cos(np.pi * u)
+    return np.concatenate([np.zeros(plan.fade_margin), rise, np.ones(plan.fade_margin)]).astype(np.float32)
+
+
+def segment_weights(plan: SegmentPlan, index: int) -> np.ndarray:
+    """Cross-fade weights of segment `index`; the weights of all segments sum to 1 at every sample."""
+    weights = np.ones(plan.segment, dtype=np.float32)
+    if plan.count == 1:
+        return weights
+    rise = fade_in(plan)
+    if index > 0:
+        weights[: plan.overlap] = rise
+    if index < plan.count - 1:
+        weights[plan.segment - plan.overlap :] = 1.0 - rise
+    return weights
+
+
+def overlap_add(segments, plan: SegmentPlan) -> np.ndarray:
+    """Stitches `plan.count` segments [..., segment] (in order) into [..., num_samples]."""
+    segments = list(segments)
+    if len(segments) != plan.count:
+        raise ValueError(f"expected {plan.count} segments, got {len(segments)}")
+    lead = segments[0].shape[:-1]
+    total = (plan.count - 1) * plan.hop + plan.segment
+    out = np.zeros(lead + (total,), dtype=np.float32)
+    for index, segment in enumerate(segments):
+        begin = index * plan.hop
+        out[..., begin : begin + plan.segment] += segment * segment_weights(plan, index)
+    return out[..., plan.edge : plan.edge + plan.num_samples]

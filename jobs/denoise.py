@@ -1,0 +1,107 @@
+"""Denoise an audio archive, storage to storage, with FRCRN on Ray Data.
+
+    python jobs/denoise.py --input s3://bucket/raw/ --output s3://bucket/clean/ --model ./frcrn_dir
+
+Also runs unchanged under `ray job submit -- python jobs/denoise.py ...`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+
+from ansray.denoise import DenoiseConfig, run_denoise
+from ansray.enhance import DTYPES, SegmentOptions
+from ansray.denoise.files import OUTPUT_FORMATS
+from ansray.model.starter import STARTER_MODEL_DIR
+
+
+def parse_actors(text: str) -> tuple[int, int]:
+    parts = [int(p) for p in text.split(",")]
+    if len(parts) == 1:
+        parts = parts * 2
+    if len(parts) != 2 or not 1 <= parts[0] <= parts[1]:
+        raise argparse.ArgumentTypeError(f"--actors takes N or MIN,MAX with 1 <= MIN <= MAX, got {text!r}")
+    return parts[0], parts[1]
+
+
+def add_storage_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--storage-options", type=json.loads, default=None,
+                        help="JSON dict passed to fsspec/s3fs, e.g. '{\"client_kwargs\": {\"endpoint_url\": ...}}'. "
+                             "Credentials otherwise come from the standard AWS_* environment (default: none)")
+    parser.add_argument("--address", default=None,
+                        help="Ray cluster address (default: $RAY_ADDRESS, else a local embedded Ray)")
+
+
+def add_segment_flags(parser: argparse.ArgumentParser) -> None:
+    defaults = SegmentOptions()
+    parser.add_argument("--segment-seconds", type=float, default=defaults.segment_seconds,
+                        help="segment length on the 16 kHz timeline (default: %(default)s)")
+    parser.add_argument("--overlap-seconds", type=float, default=defaults.overlap_seconds,
+                        help="overlap between consecutive segments, cross-faded (default: %(default)s)")
+    parser.add_argument("--batch-size", type=int, default=defaults.batch_size,
+                        help="segments per model call (default: %(default)s)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--input", action="append", required=True,
+                        help="a directory/prefix, glob, audio URI or manifest (.txt/.jsonl); repeatable")
+    parser.add_argument("--output", required=True, help="output root; the input tree is mirrored under it")
+    parser.add_argument("--model", default=str(STARTER_MODEL_DIR),
+                        help="ModelScope model dir, checkpoint file or URI (default: the bundled starter model)")
+    parser.add_argument("--manifest", default=None,
+                        help="manifest JSONL URI (default: <output>/_ansray/manifest.jsonl)")
+    parser.add_argument("--actors", type=parse_actors, default=(1, 1),
+                        help="FRCRN actors: N, or MIN,MAX to autoscale (default: 1)")
+    parser.add_argument("--gpus-per-actor", type=float, default=0.0,
+                        help="GPUs per actor; 0 runs CPU actors (default: %(default)s)")
+    parser.add_argument("--cpus-per-actor", type=float, default=1.0,
+                        help="CPUs per actor, also its torch thread count on CPU (default: %(default)s)")
+    add_segment_flags(parser)
+    parser.add_argument("--dtype", choices=sorted(DTYPES), default="float32",
+                        help="autocast dtype for the model; bfloat16/float16 are meant for GPUs (default: %(default)s)")
+    parser.add_argument("--output-format", choices=OUTPUT_FORMATS, default="same",
+                        help="'same' keeps each input's format and subtype (default: %(default)s)")
+    parser.add_argument("--suffix", default=None, help="added to output names before the extension (default: none)")
+    parser.add_argument("--overwrite", action="store_true", help="reprocess inputs already done (default: resume)")
+    parser.add_argument("--mixdown", action="store_true",
+                        help="downmix to mono before enhancing (default: every channel is enhanced and kept)")
+    parser.add_argument("--limit", type=int, default=None, help="process at most N inputs (default: all)")
+    add_storage_flags(parser)
+    return parser
+
+
+def config_from_args(args: argparse.Namespace) -> DenoiseConfig:
+    return DenoiseConfig(
+        inputs=tuple(args.input),
+        output=args.output,
+        model=args.model,
+        manifest=args.manifest,
+        actors=args.actors,
+        gpus_per_actor=args.gpus_per_actor,
+        cpus_per_actor=args.cpus_per_actor,
+        segments=SegmentOptions(args.segment_seconds, args.overlap_seconds, args.batch_size),
+        dtype=args.dtype,
+        output_format=args.output_format,
+        suffix=args.suffix,
+        overwrite=args.overwrite,
+        mixdown=args.mixdown,
+        limit=args.limit,
+        storage_options=args.storage_options,
+        address=args.address,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    args = build_parser().parse_args(argv)
+    summary = run_denoise(config_from_args(args))
+    print(summary.line())
+    return 0 if summary.error == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
