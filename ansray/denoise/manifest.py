@@ -9,12 +9,10 @@ manifest is compacted to the latest row per input.
 from __future__ import annotations
 
 import json
-import logging
 import time
 
-from ansray.io.storage import exists, fs_for, read_bytes, write_bytes_atomic
-
-log = logging.getLogger(__name__)
+from ansray.io.jsonl import latest_by, read_jsonl
+from ansray.io.storage import fs_for, write_bytes_atomic
 
 STATUSES = ("ok", "error", "skipped")
 LOCAL_PROTOCOLS = {"file", "local"}
@@ -22,23 +20,12 @@ LOCAL_PROTOCOLS = {"file", "local"}
 
 def read_manifest_rows(uri: str, storage_options: dict | None = None) -> list[dict]:
     """Every complete row of the manifest at `uri` (none if it does not exist yet)."""
-    if not exists(uri, storage_options):
-        return []
-    rows = []
-    for line in read_bytes(uri, storage_options).decode("utf-8").splitlines():
-        line = line.strip()
-        if not line:
-            continue
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:
-            log.warning("manifest %s: skipping a torn or corrupt line", uri)
-    return rows
+    return [row for _, row in read_jsonl(uri, storage_options, missing_ok=True)]
 
 
 def latest_rows(rows: list[dict]) -> dict[str, dict]:
     """The last row for each input."""
-    return {row["input_filepath"]: row for row in rows if "input_filepath" in row}
+    return latest_by(rows, "input_filepath")
 
 
 class ManifestWriter:

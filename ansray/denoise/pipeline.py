@@ -161,13 +161,11 @@ def _init_ray(address: str | None) -> None:
 
     if ray.is_initialized():
         return
-    address = address or os.environ.get("RAY_ADDRESS")
+    address = address or os.environ.get("RAY_ADDRESS") or None
     ray.init(address=address, logging_level=logging.WARNING, log_to_driver=True)
 
 
 def run_denoise(config: DenoiseConfig, enhancer_cls=SegmentEnhancer) -> DenoiseSummary:
-    import ray
-
     started = time.monotonic()
     summary = DenoiseSummary()
     storage_options = config.storage_options

@@ -4,14 +4,13 @@ or from the denoise job's manifest, whose rows name the output (`audio_filepath`
 
 from __future__ import annotations
 
-import json
 import logging
 import posixpath
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from ansray.data.layouts import FILEID
-from ansray.io import fs_for, list_audio, read_bytes
+from ansray.io import fs_for, list_audio, read_jsonl
 
 log = logging.getLogger(__name__)
 
@@ -106,15 +105,7 @@ def read_denoise_manifest(uri: str, storage_options: dict | None = None) -> tupl
     `error` have no output and are returned as Unpaired with the job's reason. Paths are used as the
     job wrote them. Raises PairingError for rows that are not the denoise job's."""
     latest: dict[str, dict] = {}
-    for number, line in enumerate(read_bytes(uri, storage_options).decode("utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError:
-            # The denoise job killed mid-row leaves one torn last line; its reader skips it too.
-            log.warning("%s line %d: skipping a torn or corrupt line", uri, number)
-            continue
+    for number, row in read_jsonl(uri, storage_options):
         if not isinstance(row, dict) or "input_filepath" not in row:
             raise PairingError(f"{uri} line {number}: expected the denoise job's rows, with input_filepath")
         if row.get("status") != "error" and not row.get("audio_filepath"):

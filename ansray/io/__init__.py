@@ -9,6 +9,7 @@ from ansray.io.audio import (
     read_audio,
     write_audio,
 )
+from ansray.io.jsonl import latest_by, read_jsonl
 from ansray.io.resample import resample
 from ansray.io.storage import (
     AUDIO_EXTENSIONS,
@@ -36,6 +37,8 @@ __all__ = [
     "AudioInfo",
     "AudioRef",
     "KeyCollisionError",
+    "latest_by",
+    "read_jsonl",
     "ManifestError",
     "PathEscapeError",
     "audio_info",

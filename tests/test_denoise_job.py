@@ -1,0 +1,196 @@
+"""The distributed denoise job end to end: local and S3 trees, manifest, resume, kill, actor crash."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import fsspec
+import numpy as np
+import pytest
+import ray
+import soundfile as sf
+import torch
+
+from ansray.denoise import DenoiseConfig, SegmentEnhancer, read_manifest_rows, run_denoise
+from ansray.enhance import SegmentOptions
+from ansray.model import FRCRN, MODEL_SIZES, save_model_dir
+
+REPO = Path(__file__).resolve().parents[1]
+# (key, rate, channels, seconds, format, subtype): the formats, rates, layouts and lengths users hold.
+GOOD_FILES = [
+    ("short.wav", 16000, 1, 0.3, "WAV", "PCM_16"),
+    ("music/stereo24.wav", 44100, 2, 4.0, "WAV", "PCM_24"),
+    ("music/float.wav", 48000, 1, 2.5, "WAV", "FLOAT"),
+    ("talks/phone.flac", 8000, 1, 180.0, "FLAC", "PCM_16"),
+    ("talks/voice.ogg", 48000, 2, 3.0, "OGG", "VORBIS"),
+    ("talks/deep/lecture.flac", 16000, 2, 12.0, "FLAC", "PCM_24"),
+]
+BAD_FILES = ["broken/not_audio.wav", "broken/empty.flac", "broken/truncated.wav"]
+SEGMENTS = SegmentOptions(segment_seconds=4.0, overlap_seconds=0.5, batch_size=8)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def local_ray():
+    ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR")
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("model") / "tiny"
+    save_model_dir(FRCRN(MODEL_SIZES["tiny"]).eval(), str(path))
+    return str(path)
+
+
+def write_tree(root: str, storage_options=None) -> None:
+    fs, base = fsspec.core.url_to_fs(root, **(storage_options or {}))
+    fs.auto_mkdir = True
+    rng = np.random.default_rng(0)
+    for key, rate, channels, seconds, fmt, subtype in GOOD_FILES:
+        t = np.arange(int(rate * seconds)) / rate
+        tone = 0.3 * np.sin(2 * np.pi * 220 * t)[:, None] * np.linspace(0.5, 1.0, channels)
+        data = (tone + 0.05 * rng.standard_normal((len(t), channels))).astype(np.float32)
+        path = f"/tmp/ansray-tree-{os.getpid()}-{key.replace('/', '_')}"
+        sf.write(path, data, rate, format=fmt, subtype=subtype)
+        fs.pipe(f"{base}/{key}", Path(path).read_bytes())
+        os.remove(path)
+    good = Path(f"/tmp/ansray-tree-{os.getpid()}.wav")
+    sf.write(good, np.zeros(16000, np.float32), 16000)
+    fs.pipe(f"{base}/broken/not_audio.wav", b"this is a text file, not a RIFF header" * 10)
+    fs.pipe(f"{base}/broken/empty.flac", b"")
+    fs.pipe(f"{base}/broken/truncated.wav", good.read_bytes()[:20000])
+    good.unlink()
+
+
+def config(inputs, output, model, **overrides) -> DenoiseConfig:
+    return DenoiseConfig(inputs=(inputs,), output=output, model=model, segments=SEGMENTS, **overrides)
+
+
+def check_outputs(input_root, output_root, storage_options=None):
+    fs, _ = fsspec.core.url_to_fs(output_root, **(storage_options or {}))
+    for key, rate, channels, seconds, fmt, subtype in GOOD_FILES:
+        with fs.open(f"{output_root}/{key}", "rb") as f:
+            info = sf.info(f)
+        assert (info.samplerate, info.channels, info.subtype) == (rate, channels, subtype), key
+        assert info.frames == int(rate * seconds), key
+    rows = read_manifest_rows(f"{output_root}/_ansray/manifest.jsonl", storage_options)
+    by_input = {row["input_filepath"]: row for row in rows}
+    assert len(rows) == len(by_input) == len(GOOD_FILES) + len(BAD_FILES)
+    for key in BAD_FILES:
+        row = by_input[f"{input_root}/{key}"]
+        assert row["status"] == "error" and key.split("/")[-1] in row["error"], row
+    for key, rate, channels, seconds, *_ in GOOD_FILES:
+        row = by_input[f"{input_root}/{key}"]
+        assert row["status"] == "ok" and row["audio_filepath"] == f"{output_root}/{key}"
+        assert row["sample_rate"] == rate and row["channels"] == channels
+        assert row["duration"] == pytest.approx(seconds)
+        assert len(row["model"]["weights_sha256"]) == 16 and row["seconds_processing"] >= 0
+
+
+def test_mixed_local_tree_is_denoised_resumed_and_overwritten(tmp_path, model_dir):
+    inputs, output = str(tmp_path / "in"), str(tmp_path / "out")
+    write_tree(inputs)
+    first = run_denoise(config(inputs, output, model_dir))
+    assert (first.ok, first.error, first.skipped) == (len(GOOD_FILES), len(BAD_FILES), 0)
+    check_outputs(inputs, output)
+
+    again = run_denoise(config(inputs, output, model_dir))
+    assert (again.ok, again.error, again.skipped) == (0, 0, len(GOOD_FILES) + len(BAD_FILES))
+
+    Path(output, "music/float.wav").unlink()  # a lost output is redone on the next run
+    (Path(inputs) / "short.wav").touch()  # so is a changed input
+    partial = run_denoise(config(inputs, output, model_dir))
+    assert (partial.ok, partial.skipped) == (2, len(GOOD_FILES) + len(BAD_FILES) - 2)
+
+    redo = run_denoise(config(inputs, output, model_dir, overwrite=True))
+    assert (redo.ok, redo.error) == (len(GOOD_FILES), len(BAD_FILES))
+    check_outputs(inputs, output)
+
+
+def test_s3_tree_is_denoised_to_s3(s3_bucket, s3_storage_options, model_dir):
+    inputs, output = f"{s3_bucket}/archive", f"{s3_bucket}/clean"
+    write_tree(inputs, s3_storage_options)
+    summary = run_denoise(config(inputs, output, model_dir, storage_options=s3_storage_options))
+    assert (summary.ok, summary.error) == (len(GOOD_FILES), len(BAD_FILES))
+    check_outputs(inputs, output, s3_storage_options)
+
+
+def test_mixdown_writes_mono(tmp_path, model_dir):
+    data = (0.1 * np.random.default_rng(1).standard_normal((16000, 2))).astype(np.float32)
+    sf.write(tmp_path / "st.wav", data, 16000)
+    summary = run_denoise(config(str(tmp_path / "st.wav"), str(tmp_path / "out"), model_dir, mixdown=True,
+                                 output_format="flac", suffix="_clean"))
+    assert summary.ok == 1
+    info = sf.info(tmp_path / "out" / "st_clean.flac")
+    assert (info.channels, info.format, info.frames) == (1, "FLAC", 16000)
+
+
+def test_crashed_actor_is_restarted_and_every_output_written_once(tmp_path, model_dir):
+    marker = tmp_path / "crashed-once"
+
+    class CrashingOnce(SegmentEnhancer):
+        def __call__(self, batch):
+            if not marker.exists():
+                marker.touch()
+                os._exit(1)  # the actor process dies mid-batch
+            return super().__call__(batch)
+
+    inputs, output = tmp_path / "in", tmp_path / "out"
+    inputs.mkdir()
+    rng = np.random.default_rng(5)
+    for i in range(3):
+        sf.write(inputs / f"f{i}.wav", (0.1 * rng.standard_normal(16000 * 9)).astype(np.float32), 16000)
+    summary = run_denoise(config(str(inputs), str(output), model_dir), enhancer_cls=CrashingOnce)
+    assert marker.exists()
+    assert (summary.ok, summary.error) == (3, 0)
+    appended = [json.loads(line) for line in (output / "_ansray/manifest.jsonl").read_text().splitlines()]
+    assert sorted(row["input_filepath"] for row in appended) == [str(inputs / f"f{i}.wav") for i in range(3)]
+    for i in range(3):
+        assert sf.info(output / f"f{i}.wav").frames == 16000 * 9
+
+
+def test_killed_job_leaves_no_partial_output_and_rerun_completes(tmp_path, model_dir):
+    inputs, output = tmp_path / "in", tmp_path / "out"
+    inputs.mkdir()
+    rng = np.random.default_rng(2)
+    for i in range(8):
+        sf.write(inputs / f"f{i}.flac", (0.1 * rng.standard_normal(16000 * 20)).astype(np.float32), 16000)
+    command = [sys.executable, str(REPO / "jobs" / "denoise.py"), "--input", str(inputs), "--output", str(output),
+               "--model", model_dir, "--segment-seconds", "4", "--overlap-seconds", "0.5"]
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}  # its own local Ray
+    job = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and not list(output.glob("f*.flac")):
+        assert job.poll() is None, "the job ended before it could be killed"
+        time.sleep(0.2)
+    os.killpg(job.pid, signal.SIGKILL)
+    job.wait()
+    written = sorted(output.glob("f*.flac"))
+    assert 0 < len(written) < 8, "the kill should land mid-job"
+    for path in written:  # whatever is visible is complete
+        assert sf.info(path).frames == 16000 * 20
+        sf.read(path)
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert f"skipped {len(written)}" in done.stdout or f"skipped {len(written) - 1}" in done.stdout, done.stdout
+    for i in range(8):
+        assert sf.info(output / f"f{i}.flac").frames == 16000 * 20
+    rows = read_manifest_rows(str(output / "_ansray/manifest.jsonl"))
+    assert sorted(row["input_filepath"] for row in rows) == sorted(str(inputs / f"f{i}.flac") for i in range(8))
+    assert all(row["status"] == "ok" for row in rows)
+
+
+def test_cli_documents_every_flag_with_its_default():
+    text = subprocess.run([sys.executable, str(REPO / "jobs" / "denoise.py"), "--help"], capture_output=True,
+                          text=True, check=True).stdout
+    for flag in ("--input", "--output", "--model", "--manifest", "--actors", "--gpus-per-actor", "--cpus-per-actor",
+                 "--batch-size", "--segment-seconds", "--overlap-seconds", "--dtype", "--output-format", "--suffix",
+                 "--overwrite", "--mixdown", "--limit", "--storage-options", "--address"):
+        assert flag in text, flag
+    assert "default: 10.0" in text
