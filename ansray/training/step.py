@@ -1,0 +1,119 @@
+"""One optimisation step of FRCRN: forward, `frcrn_loss`, backward, clipping, and the update, which
+is skipped (and reported) when the loss or the gradient norm is not finite on any worker."""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+from ansray.model import FRCRN, FRCRNOutput, frcrn_loss
+
+
+@dataclass(frozen=True)
+class StepSettings:
+    """How a step is taken; the defaults are the recipe's (Mix loss, clipping at norm 10)."""
+
+    loss_mode: str = "Mix"
+    clip_grad_norm: float = 10.0
+    precision: str = "fp32"
+
+
+@dataclass(frozen=True)
+class StepResult:
+    """The step's losses before the update (`loss` is what was backpropagated; `sisnr` is minus the
+    SI-SNR in dB, as the reference names it), the gradient norm before clipping, and whether the
+    update was skipped."""
+
+    loss: float
+    amp_loss: float
+    phase_loss: float
+    sisnr: float
+    grad_norm: float
+    skipped: bool
+
+
+def autocast(device: torch.device, precision: str):
+    """bf16 or fp16 autocast on `device`; nothing for fp32."""
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def train_step(
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    noisy: torch.Tensor,
+    clean: torch.Tensor,
+    settings: StepSettings = StepSettings(),
+    scaler: torch.amp.GradScaler | None = None,
+) -> StepResult:
+    """One step on a batch `noisy`, `clean` [B, T]. `model` is an FRCRN, or a DDP wrapper of one.
+
+    The loss is computed in float32 whatever the precision (the STFT masks and SI-SNR need the
+    range). Under DDP, gradients are already averaged in backward, so every worker sees the same
+    norm; the finite check is still agreed on by all workers, so that they skip together.
+    """
+    net: FRCRN = model.module if hasattr(model, "module") else model
+    model.train()
+    optimizer.zero_grad(set_to_none=True)
+    with autocast(noisy.device, settings.precision):
+        out = model(noisy)
+    out = FRCRNOutput(*(t.float() for t in out))
+    losses = frcrn_loss(out, noisy, clean, mode=settings.loss_mode, config=net.config)
+    loss = losses["loss"]
+    (scaler.scale(loss) if scaler is not None else loss).backward()
+    if scaler is not None:
+        scaler.unscale_(optimizer)
+    parameters = [p for p in net.parameters() if p.requires_grad]
+    grad_norm = torch.nn.utils.clip_grad_norm_(parameters, settings.clip_grad_norm)
+    finite = all_workers_true(bool(torch.isfinite(loss)) and bool(torch.isfinite(grad_norm)), noisy.device)
+    if finite:
+        if scaler is not None:
+            scaler.step(optimizer)
+        else:
+            optimizer.step()
+    else:
+        optimizer.zero_grad(set_to_none=True)
+    if scaler is not None:
+        scaler.update()
+    values = {k: float(v.detach()) for k, v in losses.items()}
+    return StepResult(values["loss"], values["amp_loss"], values["phase_loss"], values["sisnr"],
+                      float(grad_norm), skipped=not finite)
+
+
+def all_workers_true(flag: bool, device: torch.device) -> bool:
+    """`flag` and-ed over the distributed group (just `flag` outside one)."""
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return flag
+    value = torch.tensor([1.0 if flag else 0.0], device=device)
+    dist.all_reduce(value, op=dist.ReduceOp.MIN)
+    return bool(value.item() > 0.5)
+
+
+def unused_parameters(model: FRCRN, loss_mode: str = "Mix") -> list[str]:
+    """Names of the parameters that receive no gradient from the loss.
+
+    The reference registers blocks its forward pass never uses (`fsmn_enc0`, the last decoder's
+    FSMN and squeeze-excitation, the deepest encoder's squeeze-excitation, whose skip is never
+    read). Freezing them lets DDP run without `find_unused_parameters`; Adam never updated them
+    in the reference either, as it skips parameters without a gradient.
+    """
+    probe = copy.deepcopy(model).cpu().train()
+    config = probe.config
+    wav = torch.randn(2, config.win_len + 3 * config.win_inc)
+    out = probe(wav)
+    frcrn_loss(out, wav, 0.5 * wav, mode=loss_mode, config=config)["loss"].backward()
+    return [name for name, p in probe.named_parameters() if p.requires_grad and p.grad is None]
+
+
+def freeze_unused_parameters(model: FRCRN, loss_mode: str = "Mix") -> list[str]:
+    names = set(unused_parameters(model, loss_mode))
+    for name, parameter in model.named_parameters():
+        if name in names:
+            parameter.requires_grad_(False)
+    return sorted(names)
