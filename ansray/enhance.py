@@ -2,7 +2,8 @@
 
 `enhance` is the notebook and test entry point for one signal; the distributed job
 (`ansray.denoise`) runs the same functions on many files: `level_gains` before, `plan_segments`
-and `cut_segment` to feed the model, `enhance_batch` inside each actor, `overlap_add` after.
+and `cut_segment` to feed the model, `enhance_batch` inside each actor, the cross-fade of
+`ansray.segments` after.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import torch
 from ansray.io.resample import resample
 from ansray.level import level_gains
 from ansray.model import FRCRN, FRCRNInference, load_model
-from ansray.segments import SegmentPlan, cut_segment, overlap_add, plan_segments
+from ansray.segments import SegmentPlan, add_segment, cut_segment, plan_segments, stitch_buffer, stitched_signal
 
 MODEL_RATE = 16000
 DTYPES = {"float32": None, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -33,9 +34,10 @@ class SegmentOptions:
     overlap_seconds: float = 1.0
     batch_size: int = 4
 
-    def plan(self, num_samples: int) -> SegmentPlan:
+    def plan(self, num_samples: int, fit: bool = False) -> SegmentPlan:
+        """Segments of a signal of `num_samples` at 16 kHz; `fit` shortens them to the signal (see plan_segments)."""
         segment = None if self.segment_seconds is None else round(self.segment_seconds * MODEL_RATE)
-        return plan_segments(num_samples, segment, round(self.overlap_seconds * MODEL_RATE))
+        return plan_segments(num_samples, segment, round(self.overlap_seconds * MODEL_RATE), fit=fit)
 
 
 def inference_model(model: FRCRN | FRCRNInference | str, device: str | torch.device = "cpu") -> FRCRNInference:
@@ -61,13 +63,6 @@ def enhance_batch(model: FRCRNInference, batch: np.ndarray, dtype: str = "float3
         return out.float().cpu().numpy()
 
 
-def enhance_segments(model: FRCRNInference, segments: np.ndarray, batch_size: int, dtype: str = "float32") -> np.ndarray:
-    """[N, S] -> [N, S], `batch_size` rows at a time."""
-    return np.concatenate(
-        [enhance_batch(model, segments[i : i + batch_size], dtype) for i in range(0, len(segments), batch_size)]
-    )
-
-
 def enhance(
     data: np.ndarray,
     sample_rate: int,
@@ -77,11 +72,13 @@ def enhance(
     overlap_seconds: float = SegmentOptions.overlap_seconds,
     batch_size: int = SegmentOptions.batch_size,
     dtype: str = "float32",
+    fit_segments: bool = True,
 ) -> np.ndarray:
     """Denoises `data` ([frames] or [frames, channels]) at any rate; returns the same shape and rate.
 
     Each channel is enhanced on its own. The level is normalised per channel as the model was trained
-    (ModelScope's -25 dBFS `audio_norm`) and restored afterwards.
+    (ModelScope's -25 dBFS `audio_norm`) and restored afterwards. `fit_segments` shortens the segments
+    to just cover the signal; False keeps them at `segment_seconds`, as the denoise job does.
     """
     signal = np.asarray(data, dtype=np.float32)
     mono = signal.ndim == 1
@@ -95,9 +92,19 @@ def enhance(
     options = SegmentOptions(segment_seconds, overlap_seconds, batch_size)
     gains = level_gains(signal)
     at_model_rate = resample(signal * gains, sample_rate, MODEL_RATE).T  # [channels, samples]
-    plan = options.plan(at_model_rate.shape[1])
-    segments = np.stack([cut_segment(at_model_rate, plan, j) for j in range(plan.count)])  # [J, C, S]
-    flat = enhance_segments(network, segments.reshape(-1, plan.segment), batch_size, dtype)
-    stitched = overlap_add(flat.reshape(segments.shape), plan)  # [C, samples]
-    restored = resample(np.ascontiguousarray(stitched.T), MODEL_RATE, sample_rate)[: len(signal)] / gains
+    channels, frames = len(gains), len(signal)
+    del signal  # from here on, memory is a few copies of the signal plus one batch's activations
+    plan = options.plan(at_model_rate.shape[1], fit=fit_segments)
+    buffer = stitch_buffer(plan, (channels,))
+    pieces = [(j, c) for j in range(plan.count) for c in range(channels)]
+    for first in range(0, len(pieces), batch_size):
+        batch = pieces[first : first + batch_size]
+        inputs = np.stack([cut_segment(at_model_rate[c], plan, j) for j, c in batch])
+        for (j, c), out in zip(batch, enhance_batch(network, inputs, dtype)):
+            add_segment(buffer[c], out, plan, j)
+    del at_model_rate
+    restored = resample(np.ascontiguousarray(stitched_signal(buffer, plan).T), MODEL_RATE, sample_rate)
+    del buffer
+    restored = restored[:frames]
+    restored /= gains
     return restored[:, 0] if mono else restored

@@ -49,11 +49,14 @@ def plan_segments(
     edge: int = MODEL_WINDOW,
     multiple: int = MODEL_HOP,
     fade_margin: int = MODEL_WINDOW,
+    fit: bool = False,
 ) -> SegmentPlan:
     """Plans segments of `segment` samples overlapping by `overlap` (rounded to `multiple`).
 
     `segment=None` plans a single segment holding the whole padded signal: one pass, as the
     reference pipeline does. Short signals get one zero-padded segment; nothing is dropped.
+    `fit` keeps the number of segments but shortens them to just cover the signal, so a 4 s signal
+    is not computed as a 10 s segment of mostly zeros; batches mixing many signals need the fixed length.
     """
     if num_samples < 0:
         raise ValueError(f"num_samples must be >= 0, got {num_samples}")
@@ -70,6 +73,11 @@ def plan_segments(
         )
     hop = segment - overlap
     count = 1 if padded <= segment else 1 + -(-(padded - segment) // hop)
+    if fit and count == 1:
+        return plan_segments(num_samples, None, overlap, edge=edge, multiple=multiple, fade_margin=fade_margin)
+    if fit:
+        segment = _round_up(-(-(padded + (count - 1) * overlap) // count), multiple)
+        hop = segment - overlap
     return SegmentPlan(num_samples, segment, hop, edge, count, fade_margin)
 
 
@@ -104,15 +112,28 @@ def segment_weights(plan: SegmentPlan, index: int) -> np.ndarray:
     return weights
 
 
+def stitch_buffer(plan: SegmentPlan, lead: tuple[int, ...] = ()) -> np.ndarray:
+    """Zeros [*lead, padded length] for `add_segment` to accumulate into."""
+    return np.zeros(lead + ((plan.count - 1) * plan.hop + plan.segment,), dtype=np.float32)
+
+
+def add_segment(buffer: np.ndarray, segment: np.ndarray, plan: SegmentPlan, index: int) -> None:
+    """Cross-fades segment `index` [..., segment] into a `stitch_buffer`, in any order."""
+    begin = index * plan.hop
+    buffer[..., begin : begin + plan.segment] += segment * segment_weights(plan, index)
+
+
+def stitched_signal(buffer: np.ndarray, plan: SegmentPlan) -> np.ndarray:
+    """The signal [..., num_samples] of a `stitch_buffer` holding every segment (a view)."""
+    return buffer[..., plan.edge : plan.edge + plan.num_samples]
+
+
 def overlap_add(segments, plan: SegmentPlan) -> np.ndarray:
     """Stitches `plan.count` segments [..., segment] (in order) into [..., num_samples]."""
     segments = list(segments)
     if len(segments) != plan.count:
         raise ValueError(f"expected {plan.count} segments, got {len(segments)}")
-    lead = segments[0].shape[:-1]
-    total = (plan.count - 1) * plan.hop + plan.segment
-    out = np.zeros(lead + (total,), dtype=np.float32)
+    buffer = stitch_buffer(plan, segments[0].shape[:-1])
     for index, segment in enumerate(segments):
-        begin = index * plan.hop
-        out[..., begin : begin + plan.segment] += segment * segment_weights(plan, index)
-    return out[..., plan.edge : plan.edge + plan.num_samples]
+        add_segment(buffer, segment, plan, index)
+    return stitched_signal(buffer, plan)

@@ -23,9 +23,10 @@ def tiny_model():
     return inference_model(FRCRN(MODEL_SIZES["tiny"]).eval())
 
 
+@pytest.mark.parametrize("fit", [False, True])
 @pytest.mark.parametrize("num_samples", [0, 1, 5000, 160000, 543210])
-def test_cut_and_overlap_add_reconstruct_the_signal_exactly(num_samples):
-    plan = plan_segments(num_samples, 160000, 16000)
+def test_cut_and_overlap_add_reconstruct_the_signal_exactly(num_samples, fit):
+    plan = plan_segments(num_samples, 160000, 16000, fit=fit)
     signal = np.random.default_rng(0).standard_normal((2, num_samples)).astype(np.float32)
     stitched = overlap_add([cut_segment(signal, plan, j) for j in range(plan.count)], plan)
     np.testing.assert_allclose(stitched, signal, atol=1e-6)
@@ -42,6 +43,19 @@ def test_crossfade_weights_sum_to_one_everywhere():
 def test_short_signals_are_padded_into_one_segment_not_dropped():
     plan = plan_segments(4800, 160000, 16000)
     assert plan.count == 1 and plan.segment == 160000
+
+
+@pytest.mark.parametrize("seconds", [0.3, 4.0, 9.9, 10.0, 30.0, 61.7])
+def test_fitted_segments_keep_the_count_and_cover_the_signal_with_least_padding(seconds):
+    num_samples = int(seconds * 16000)
+    fixed = plan_segments(num_samples, 160000, 16000)
+    fitted = plan_segments(num_samples, 160000, 16000, fit=True)
+    covered = (fitted.count - 1) * fitted.hop + fitted.segment
+    assert fitted.count == fixed.count and fitted.segment <= fixed.segment
+    assert fitted.segment % 320 == 0 and covered >= num_samples + 2 * fitted.edge
+    assert covered - 320 * fitted.count < num_samples + 2 * fitted.edge or fitted.segment == 640  # one hop short would not cover
+    if fitted.count > 1:
+        assert fitted.overlap == fixed.overlap
 
 
 def test_segment_lengths_are_multiples_of_the_stft_hop():
@@ -114,8 +128,9 @@ def test_stitched_output_matches_one_pass_on_noisy_speech():
     noisy = speech + 0.05 * np.abs(speech).max() * noise
     one_pass = enhance(noisy, rate, network, segment_seconds=None)
     defaults = SegmentOptions()
-    stitched = enhance(noisy, rate, network)
+    stitched = enhance(noisy, rate, network, fit_segments=False)  # the denoise job's fixed-length segments
     assert si_sdr(stitched, one_pass) >= 30.0
+    assert si_sdr(enhance(noisy, rate, network), one_pass) >= 30.0  # segments fitted to the signal
     plan = defaults.plan(len(noisy))
     assert plan.count >= 2
     jumps, reference_jumps = np.abs(np.diff(stitched)), np.abs(np.diff(one_pass))

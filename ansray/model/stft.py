@@ -87,17 +87,30 @@ class FFTSTFT(nn.Module):
         self.win_inc = win_inc
         self.register_buffer("window", torch.from_numpy(analysis_window(win_len, win_type).astype(np.float32)))
 
+    def frames_spectrum(self, wav: torch.Tensor) -> torch.Tensor:
+        """[B, T] -> complex [B, frames, F] (time-major, as the inference path uses it)."""
+        frames = wav.unfold(-1, self.win_len, self.win_inc) * self.window
+        return torch.fft.rfft(frames, n=self.win_len)
+
+    def frames_istft(self, spec: torch.Tensor) -> torch.Tensor:
+        """complex [B, frames, F] -> [B, (frames - 1) * win_inc + win_len]."""
+        batch, n_frames = spec.shape[:2]
+        frames = torch.fft.irfft(spec, n=self.win_len) * self.window
+        length = (n_frames - 1) * self.win_inc + self.win_len
+        wav = F.fold(frames.transpose(1, 2), (1, length), (1, self.win_len), stride=(1, self.win_inc))
+        return wav.reshape(batch, length) * self.inverse_norm(n_frames)
+
+    def inverse_norm(self, n_frames: int) -> torch.Tensor:
+        """1 / (overlap-added squared window + eps) over [(n_frames - 1) * win_inc + win_len] samples."""
+        length = (n_frames - 1) * self.win_inc + self.win_len
+        squared = (self.window**2).expand(1, n_frames, -1).transpose(1, 2)
+        norm = F.fold(squared, (1, length), (1, self.win_len), stride=(1, self.win_inc))
+        return 1.0 / (norm.reshape(length) + OLA_EPS)
+
     def stft(self, wav: torch.Tensor) -> torch.Tensor:
         """[B, T] -> complex [B, F, frames]."""
-        frames = wav.unfold(-1, self.win_len, self.win_inc) * self.window
-        return torch.fft.rfft(frames, n=self.win_len).transpose(1, 2)
+        return self.frames_spectrum(wav).transpose(1, 2)
 
     def istft(self, spec: torch.Tensor) -> torch.Tensor:
         """complex [B, F, frames] -> [B, (frames - 1) * win_inc + win_len]."""
-        n_frames = spec.shape[-1]
-        frames = torch.fft.irfft(spec.transpose(1, 2), n=self.win_len) * self.window
-        length = (n_frames - 1) * self.win_inc + self.win_len
-        wav = F.fold(frames.transpose(1, 2), (1, length), (1, self.win_len), stride=(1, self.win_inc))
-        squared = (self.window**2).expand(1, n_frames, -1).transpose(1, 2)
-        norm = F.fold(squared, (1, length), (1, self.win_len), stride=(1, self.win_inc))
-        return (wav / (norm + OLA_EPS)).reshape(spec.shape[0], length)
+        return self.frames_istft(spec.transpose(1, 2))

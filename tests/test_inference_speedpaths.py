@@ -1,0 +1,88 @@
+"""The fused inference path computes what the reference network computes, on every route it takes.
+
+tests/test_model_parity.py checks the released configuration in float32 against the fixture; these
+run in float64, where what is left is the order of additions and the STFT constants (float32 in
+both, rounded differently: ~1e-8), so any structural slip (a wrong tap, phase, chunk boundary or
+channel order) shows up far above the tolerance.
+"""
+
+import numpy as np
+import pytest
+import torch
+
+from ansray.model import FRCRN, MODEL_SIZES, FRCRNInference, inference
+
+TOLERANCE = 1e-6  # times max|reference|, float64
+
+
+def random_model(size: str, seed: int = 0) -> FRCRN:
+    """A float64 model with random weights and BatchNorm statistics, so that the folding matters."""
+    torch.manual_seed(seed)
+    model = FRCRN(MODEL_SIZES[size]).double().eval()
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, torch.nn.BatchNorm2d):
+                module.running_mean.normal_(0, 0.1)
+                module.running_var.uniform_(0.5, 2.0)
+                module.weight.normal_(1, 0.1)
+                module.bias.normal_(0, 0.1)
+    return model
+
+
+def noise(batch: int, samples: int, seed: int = 1) -> torch.Tensor:
+    return torch.from_numpy(np.random.default_rng(seed).standard_normal((batch, samples)) * 0.1)
+
+
+def assert_matches(got: torch.Tensor, want: torch.Tensor):
+    assert got.shape == want.shape
+    assert (got - want).abs().max() <= TOLERANCE * want.abs().max()
+
+
+@pytest.mark.parametrize("size", ["tiny", "small"])
+def test_narrow_and_shallow_models_match_the_reference_network(size):
+    model = random_model(size)
+    wav = noise(2, 16000 + 123)  # not a whole number of hops
+    with torch.no_grad():
+        want = model(wav)
+        got = FRCRNInference.from_model(model)(wav, stage1=True)
+    assert_matches(got.wav, want.wav_l2)
+    assert_matches(got.mask, want.mask_l2)
+    assert_matches(got.wav_l1, want.wav_l1)
+
+
+def test_fsmn_steps_cut_only_between_whole_sequences(monkeypatch):
+    model = random_model("tiny")
+    fused = FRCRNInference.from_model(model)
+    wav = noise(3, 12800)
+    with torch.no_grad():
+        whole = fused(wav).wav
+        monkeypatch.setitem(inference.FSMN_CHUNK_ROWS, "cpu", 7)  # fewer rows than one sequence
+        stepped = fused(wav).wav
+        one_by_one = torch.cat([fused(wav[i : i + 1]).wav for i in range(3)])
+    assert_matches(stepped, whole)
+    assert_matches(one_by_one, whole)
+
+
+def test_checkpoints_with_other_stft_kernels_keep_their_own_stft():
+    model = random_model("tiny")
+    with torch.no_grad():
+        model.stft.weight.mul_(1.01)
+        model.istft.weight.mul_(0.99)
+        fused = FRCRNInference.from_model(model)
+        assert fused.fft is None
+        wav = noise(1, 9600)
+        assert_matches(fused(wav).wav, model(wav).wav_l2)
+
+
+def test_autocast_runs_the_unets_in_its_dtype_and_returns_float32():
+    model = FRCRN(MODEL_SIZES["tiny"]).eval()
+    fused = FRCRNInference.from_model(model)
+    wav = noise(1, 9600).float()
+    with torch.inference_mode():
+        full = fused(wav).wav
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            low = fused(wav).wav
+    assert low.dtype == torch.float32
+    assert all(p.dtype == torch.bfloat16 for p in fused.unets(torch.bfloat16)[0].parameters())
+    error = (low - full).norm() / full.norm()
+    assert 0 < error < 0.1
