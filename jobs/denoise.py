@@ -15,6 +15,7 @@ import sys
 from ansray.denoise import DenoiseConfig, run_denoise
 from ansray.enhance import DTYPES, SegmentOptions
 from ansray.denoise.files import OUTPUT_FORMATS
+from ansray.denoise.quality import QUALITY_MEASURES
 from ansray.model.starter import STARTER_MODEL_DIR
 
 
@@ -70,6 +71,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--mixdown", action="store_true",
                         help="downmix to mono before enhancing (default: every channel is enhanced and kept)")
     parser.add_argument("--limit", type=int, default=None, help="process at most N inputs (default: all)")
+    parser.add_argument("--quality", action="append", choices=QUALITY_MEASURES, default=[],
+                        help="score input and output in the manifest: 'dnsmos' adds DNSMOS SIG/BAK/OVRL/P.808 "
+                             "before and after (needs the eval extra; default: none)")
     add_storage_flags(parser)
     return parser
 
@@ -92,6 +96,7 @@ def config_from_args(args: argparse.Namespace) -> DenoiseConfig:
         limit=args.limit,
         storage_options=args.storage_options,
         address=args.address,
+        quality=tuple(args.quality),
     )
 
 

@@ -191,6 +191,42 @@ def test_cli_documents_every_flag_with_its_default():
                           text=True, check=True).stdout
     for flag in ("--input", "--output", "--model", "--manifest", "--actors", "--gpus-per-actor", "--cpus-per-actor",
                  "--batch-size", "--segment-seconds", "--overlap-seconds", "--dtype", "--output-format", "--suffix",
-                 "--overwrite", "--mixdown", "--limit", "--storage-options", "--address"):
+                 "--overwrite", "--mixdown", "--limit", "--storage-options", "--address", "--quality"):
         assert flag in text, flag
     assert "default: 10.0" in text
+
+
+def test_quality_dnsmos_scores_input_and_output_and_rescoring_resumes(tmp_path, model_dir):
+    from ansray.metrics import DNSMOS
+
+    speech, rate = sf.read(REPO / "tests" / "fixtures" / "speech" / "198-209-0000.ogg", dtype="float32")
+    noise = np.random.default_rng(2).standard_normal(len(speech)).astype(np.float32)
+    noisy = speech + 0.3 * np.sqrt(np.mean(speech**2)) * noise
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    sf.write(inputs / "mono.wav", noisy, rate, subtype="FLOAT")
+    sf.write(inputs / "stereo.wav", np.stack([noisy, 0.5 * noisy], axis=1), rate, subtype="FLOAT")
+    sf.write(inputs / "silent.wav", np.zeros(2 * rate, np.float32), rate)
+    output = tmp_path / "out"
+    plain = run_denoise(config(str(inputs), str(output), model_dir))
+    assert plain.ok == 3
+
+    scored = run_denoise(config(str(inputs), str(output), model_dir, quality=("dnsmos",)))
+    assert (scored.ok, scored.skipped) == (3, 0)  # rows without scores are redone, not resumed
+    rows = {Path(row["input_filepath"]).name: row for row in read_manifest_rows(str(output / "_ansray/manifest.jsonl"))}
+    scorer = DNSMOS()
+    for name in ("mono.wav", "stereo.wav"):
+        row = rows[name]
+        source, _ = sf.read(inputs / name, dtype="float32", always_2d=True)
+        written, _ = sf.read(output / name, dtype="float32", always_2d=True)
+        before, after = scorer(source.mean(axis=1), rate), scorer(written.mean(axis=1), rate)
+        for field in ("sig", "bak", "ovrl", "p808"):
+            assert 1.0 <= row[f"dnsmos_{field}_before"] <= 5.0 and 1.0 <= row[f"dnsmos_{field}_after"] <= 5.0
+            assert row[f"dnsmos_{field}_before"] == pytest.approx(getattr(before, field), abs=0.02), (name, field)
+            assert row[f"dnsmos_{field}_after"] == pytest.approx(getattr(after, field), abs=0.02), (name, field)
+        assert row["dnsmos_reason"] is None
+    silent = rows["silent.wav"]
+    assert silent["status"] == "ok" and silent["dnsmos_ovrl_before"] is None and "silent" in silent["dnsmos_reason"]
+
+    again = run_denoise(config(str(inputs), str(output), model_dir, quality=("dnsmos",)))
+    assert (again.ok, again.skipped) == (0, 3)

@@ -14,6 +14,7 @@ import soundfile as sf
 
 from ansray.enhance import MODEL_RATE, SegmentOptions
 from ansray.io import AudioInfo, AudioRef, downmix, output_uri, read_audio, resample, write_audio
+from ansray.denoise.quality import quality_columns
 from ansray.level import LevelMeter
 from ansray.segments import SegmentPlan, overlap_add
 
@@ -145,16 +146,25 @@ def read_segments(plan: FilePlan, index: int, storage_options: dict | None = Non
     return out
 
 
-def finish_file(plan: FilePlan, enhanced: np.ndarray, storage_options: dict | None = None) -> dict:
+def finish_file(
+    plan: FilePlan, enhanced: np.ndarray, storage_options: dict | None = None, quality: tuple[str, ...] = ()
+) -> dict:
     """Stitches [count, channels, segment] enhanced segments, restores rate, level and format, writes.
 
-    Returns the output's facts for the manifest.
+    Returns the output's facts for the manifest, with the `quality` scores of input and output.
     """
+    gains = np.asarray(plan.gains, dtype=np.float32)
     stitched = overlap_add(list(enhanced), plan.segments)  # [channels, model samples]
     restored = resample(np.ascontiguousarray(stitched.T), MODEL_RATE, plan.info.sample_rate)
-    restored = restored[: plan.info.frames] / np.asarray(plan.gains, dtype=np.float32)
+    restored = restored[: plan.info.frames] / gains
     write_audio(
         plan.output, restored, plan.info.sample_rate, format=plan.format, subtype=plan.subtype,
         storage_options=storage_options,
     )
-    return {"audio_filepath": plan.output, "duration": plan.info.duration, "channels": restored.shape[1]}
+    facts = {"audio_filepath": plan.output, "duration": plan.info.duration, "channels": restored.shape[1]}
+    if quality:
+        # The input as the model saw it (16 kHz, same channels), rebuilt from its segments: the
+        # cross-fade of identical copies is the identity, and only one window is read at a time.
+        noisy = overlap_add([read_segments(plan, i, storage_options) for i in range(plan.segments.count)], plan.segments)
+        facts |= quality_columns(noisy / gains[:, None], stitched / gains[:, None], MODEL_RATE, quality)
+    return facts

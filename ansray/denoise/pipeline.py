@@ -3,7 +3,8 @@
     list_audio -> resume filter -> from_items(files)
       -> flat_map(segment_rows)            CPU tasks: header, level, segments at 16 kHz, per channel
       -> map_batches(SegmentEnhancer)      actor pool of FRCRN replicas (GPU or CPU)
-      -> driver: gather a file's segments -> finish_file task (stitch, resample, encode, write)
+      -> driver: gather a file's segments -> finish_file task (stitch, resample, encode, write,
+                                            optional DNSMOS of input and output)
       -> manifest row
 
 Writes are atomic and the manifest is appended as files finish, so a killed job loses only what was
@@ -25,6 +26,7 @@ from ansray.io import AudioDecodeError, AudioRef, audio_info, exists, join_uri, 
 from ansray.model import load_model, weights_digest
 from ansray.denoise.files import FilePlan, finish_file, plan_file, read_segments
 from ansray.denoise.manifest import ManifestWriter, latest_rows, read_manifest_rows
+from ansray.denoise.quality import check_quality, has_quality
 
 log = logging.getLogger("ansray.denoise")
 
@@ -52,6 +54,7 @@ class DenoiseConfig:
     limit: int | None = None
     storage_options: dict | None = None
     address: str | None = None
+    quality: tuple[str, ...] = ()  # no-reference scores of input and output in the manifest: "dnsmos"
 
     @property
     def manifest_uri(self) -> str:
@@ -141,15 +144,16 @@ def _is_under(uri: str, root: str) -> bool:
 def files_to_process(refs: list[AudioRef], previous: dict[str, dict], config: DenoiseConfig) -> tuple[list, list]:
     """(refs to process, refs resumed).
 
-    An input is resumed when its stamp is unchanged and either its output is recorded ok and still
-    exists, or the input itself was found unusable (a decode error would only repeat). Inputs that
-    failed for other reasons (storage, workers) are retried.
+    An input is resumed when its stamp is unchanged and either its output is recorded ok (with the
+    requested quality scores) and still exists, or the input itself was found unusable (a decode
+    error would only repeat). Inputs that failed for other reasons (storage, workers) are retried.
     """
     todo, resumed = [], []
     for ref in refs:
         row = previous.get(ref.uri)
         done = not config.overwrite and row is not None and row.get("input_stamp") == ref.stamp and (
-            (row.get("status") == "ok" and exists(row["audio_filepath"], config.storage_options))
+            (row.get("status") == "ok" and has_quality(row, config.quality)
+             and exists(row["audio_filepath"], config.storage_options))
             or (row.get("status") == "error" and row.get("error_kind") == "input")
         )
         (resumed if done else todo).append(ref)
@@ -172,7 +176,8 @@ def run_denoise(config: DenoiseConfig, enhancer_cls=SegmentEnhancer) -> DenoiseS
     refs = [r for r in list_audio(list(config.inputs), storage_options=storage_options) if not _is_under(r.uri, config.output)]
     if config.limit is not None:
         refs = refs[: config.limit]
-    model = load_model(config.model, storage_options=storage_options)  # fail fast, before any work
+    check_quality(config.quality)  # fail fast, before any work
+    model = load_model(config.model, storage_options=storage_options)
     model_id = {"source": config.model, "weights_sha256": weights_digest(model)}
     del model
 
@@ -267,7 +272,7 @@ def _run_pipeline(config, todo, enhancer_cls, model_id, manifest, summary, start
             state.missing.discard(key)
             if not state.missing:
                 del states[file_id]
-                pending[finish.remote(state.plan, state.enhanced, storage_options)] = (file_id, state)
+                pending[finish.remote(state.plan, state.enhanced, storage_options, config.quality)] = (file_id, state)
         while len(pending) > 4:
             collect(block=True)
         collect(block=False)
