@@ -295,3 +295,12 @@ def test_metrics_import_without_the_eval_extra_and_name_it_when_needed():
         [sys.executable, "-c", script], cwd=repository, capture_output=True, text=True, check=True
     )
     assert 'pip install "ansray[eval]"' in result.stdout
+
+
+def test_dnsmos_max_windows_scores_evenly_spread_windows_of_long_clips(dnsmos, speech):
+    long_clip = np.concatenate([speech, speech[::-1], 0.5 * speech])  # 41.7 s: 32 reference windows
+    windows = dnsmos_windows(long_clip)
+    assert len(windows) == 32
+    bounded = dnsmos(long_clip, RATE, max_windows=3)
+    assert bounded == dnsmos.score_windows(windows[[0, 16, 31]])
+    assert dnsmos(speech, RATE, max_windows=60) == dnsmos(speech, RATE)

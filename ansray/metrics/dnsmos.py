@@ -86,17 +86,21 @@ class DNSMOS:
         self._p808 = _load_session(onnxruntime, model_dir / "model_v8.onnx", options, [MEL_FRAMES, MEL_BANDS])
         self._mel_filterbank = mel_filterbank(METRIC_SAMPLE_RATE, FFT_SIZE, MEL_BANDS)
 
-    def __call__(self, audio: np.ndarray, sample_rate: int) -> DNSMOSScores:
+    def __call__(self, audio: np.ndarray, sample_rate: int, max_windows: int | None = None) -> DNSMOSScores:
         """Scores a mono clip `audio` [T] at `sample_rate` (resampled to 16 kHz first).
 
         As in the reference, a clip shorter than 9.01 s is repeated until it is long enough, and the
-        scores are means over the windows. NaN with a reason for an empty or silent clip."""
+        scores are means over the windows. NaN with a reason for an empty or silent clip.
+        `max_windows` bounds the cost on long recordings (each window is a model run, one per second of
+        audio): beyond it, that many windows spread evenly over the clip are scored."""
         try:
             audio = resample(as_signal(audio, "audio"), sample_rate, METRIC_SAMPLE_RATE)
             require_sound(audio, "audio")
         except MetricUndefined as undefined:
             return DNSMOSScores.undefined(str(undefined))
         windows = dnsmos_windows(audio)
+        if max_windows is not None and len(windows) > max_windows:
+            windows = windows[np.linspace(0, len(windows) - 1, max_windows).round().astype(int)]
         return self.score_windows(windows)
 
     def score_windows(self, windows: np.ndarray) -> DNSMOSScores:

@@ -67,9 +67,11 @@ def warn_if_no_cpu_left_for_data(cfg: TrainConfig) -> None:
     cpus = ray.cluster_resources().get("CPU", 0)
     spare = cpus - cfg.num_workers * cfg.cpus_per_worker
     if spare < 1:
-        log.warning("the cluster has %g CPUs and the workers take %g: Ray Data has %g left to decode "
-                    "audio; lower --cpus-per-worker or add CPUs", cpus, cfg.num_workers * cfg.cpus_per_worker,
-                    max(spare, 0))
+        # Ray Data's mixing and decoding tasks take a whole CPU each: on a fixed-size cluster training
+        # would wait for data forever (seen on a 2-CPU machine with 2 workers of 1 or 0.75 CPU).
+        log.warning("the cluster has %g CPUs and the workers take %g: Ray Data needs 1 left to decode and mix "
+                    "audio, so training waits until CPUs are added; lower --cpus-per-worker (e.g. %g)",
+                    cpus, cfg.num_workers * cfg.cpus_per_worker, max(cpus - 1, 0) / cfg.num_workers)
 
 
 def run_training(cfg: TrainConfig) -> TrainingSummary:
