@@ -230,3 +230,10 @@ def test_quality_dnsmos_scores_input_and_output_and_rescoring_resumes(tmp_path, 
 
     again = run_denoise(config(str(inputs), str(output), model_dir, quality=("dnsmos",)))
     assert (again.ok, again.skipped) == (0, 3)
+
+
+def test_actors_taking_every_local_cpu_are_refused_before_any_work(tmp_path, model_dir):
+    sf.write(tmp_path / "a.wav", np.zeros(16000, np.float32), 16000)
+    with pytest.raises(ValueError, match="at least 1 must be left to read and write files"):
+        run_denoise(config(str(tmp_path / "a.wav"), str(tmp_path / "out"), model_dir, actors=(2, 2)))
+    assert not (tmp_path / "out" / "a.wav").exists()

@@ -169,6 +169,25 @@ def _init_ray(address: str | None) -> None:
     ray.init(address=address, logging_level=logging.WARNING, log_to_driver=True)
 
 
+def check_cpus_left_for_files(config: DenoiseConfig) -> None:
+    """Fails when the actors would take every CPU of a local Ray: the tasks that read, stitch and write
+    files need one, and without it the job waits forever. A remote cluster may still add nodes, so
+    there it only warns."""
+    import ray
+
+    cpus = ray.cluster_resources().get("CPU", 0)
+    actor_cpus = config.actors[1] * config.cpus_per_actor
+    if cpus - actor_cpus >= 1:
+        return
+    message = (f"the Ray cluster has {cpus:g} CPUs and {config.actors[1]} actors of {config.cpus_per_actor:g} CPUs "
+               f"take {actor_cpus:g}: at least 1 must be left to read and write files; lower --actors or "
+               "--cpus-per-actor")
+    if config.address or os.environ.get("RAY_ADDRESS"):
+        log.warning("%s, or add nodes: the job waits until the cluster has them", message)
+    else:
+        raise ValueError(message)
+
+
 def run_denoise(config: DenoiseConfig, enhancer_cls=SegmentEnhancer) -> DenoiseSummary:
     started = time.monotonic()
     summary = DenoiseSummary()
@@ -189,6 +208,7 @@ def run_denoise(config: DenoiseConfig, enhancer_cls=SegmentEnhancer) -> DenoiseS
 
     if todo:
         _init_ray(config.address)
+        check_cpus_left_for_files(config)
         _run_pipeline(config, todo, enhancer_cls, model_id, manifest, summary, started)
     manifest.compact()
     summary.wall_seconds = time.monotonic() - started
