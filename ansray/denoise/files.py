@@ -12,9 +12,9 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import soundfile as sf
 
+from ansray.denoise.quality import quality_columns
 from ansray.enhance import MODEL_RATE, SegmentOptions
 from ansray.io import AudioInfo, AudioRef, downmix, output_uri, read_audio, resample, write_audio
-from ansray.denoise.quality import quality_columns
 from ansray.level import LevelMeter
 from ansray.segments import SegmentPlan, overlap_add
 

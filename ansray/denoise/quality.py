@@ -14,7 +14,7 @@ import numpy as np
 
 QUALITY_MEASURES = ("dnsmos",)
 DNSMOS_FIELDS = ("sig", "bak", "ovrl", "p808")
-# DNSMOS runs its models once per second of audio (9 s windows), about 0.2 CPU-seconds each: slower than
+# DNSMOS runs its models once per second of audio (9 s windows), a few tenths of a CPU-second each: slower than
 # a small denoiser. Files up to 69 s are scored exactly as the reference script does; longer ones on
 # this many windows spread evenly over the file, which bounds the cost per file.
 DNSMOS_MAX_WINDOWS = 60
