@@ -1,26 +1,29 @@
 """Enhancing signals with FRCRN: segment -> enhance in batches -> stitch, in-process.
 
 `enhance` is the notebook and test entry point for one signal; the distributed job
-(`ansray.denoise`) runs the same functions on many files: `level_gains` before, `plan_segments`
-and `cut_segment` to feed the model, `enhance_batch` inside each actor, the cross-fade of
-`ansray.segments` after.
+(`ansray.denoise`) runs the same functions on many files: the level gains before, `plan_segments`
+to feed the model, `enhance_batch` inside each actor, the cross-fade of `ansray.segments` after.
 """
 
 from __future__ import annotations
 
 import contextlib
+import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from ansray.io.resample import resample
+from ansray.io.resample import StreamResampler
 from ansray.level import level_gains
 from ansray.model import FRCRN, FRCRNInference, load_model
-from ansray.segments import SegmentPlan, add_segment, cut_segment, plan_segments, stitch_buffer, stitched_signal
+from ansray.segments import SegmentPlan, StitchInOrder, plan_segments, segments_in_order
 
 MODEL_RATE = 16000
 DTYPES = {"float32": None, "bfloat16": torch.bfloat16, "float16": torch.float16}
+# Frames of the caller's signal handled at once by the streaming steps of `enhance`.
+CHUNK_FRAMES = 1 << 18
 
 
 @dataclass(frozen=True)
@@ -65,6 +68,17 @@ def enhance_batch(model: FRCRNInference, batch: np.ndarray, dtype: str = "float3
         return out.float().cpu().numpy()
 
 
+def model_length(frames: int, sample_rate: int) -> int:
+    """Samples of a signal of `frames` at `sample_rate` once resampled to 16 kHz, as the resampler produces them."""
+    return math.ceil(frames * MODEL_RATE / sample_rate)
+
+
+def _chunks(signal: np.ndarray, frames: int = CHUNK_FRAMES) -> Iterator[tuple[np.ndarray, bool]]:
+    """Consecutive windows of `signal` and whether each is the last."""
+    for start in range(0, len(signal), frames):
+        yield signal[start : start + frames], start + frames >= len(signal)
+
+
 def enhance(
     data: np.ndarray,
     sample_rate: int,
@@ -80,7 +94,13 @@ def enhance(
 
     Each channel is enhanced on its own. The level is normalised per channel as the model was trained
     (ModelScope's -25 dBFS `audio_norm`) and restored afterwards. `fit_segments` shortens the segments
-    to just cover the signal; False keeps them at `segment_seconds`, as the denoise job does.
+    to just cover the signal; False keeps them at `segment_seconds`, as the denoise job does when it
+    batches several segments.
+
+    The signal streams through: resampled to 16 kHz chunk by chunk, cut into segments in order, and
+    stitched and resampled back as each segment finishes. Beyond the input and the output, memory is a
+    few segments and one batch's activations, whatever the length (the same sums as doing each step on
+    the whole signal).
     """
     signal = np.asarray(data, dtype=np.float32)
     mono = signal.ndim == 1
@@ -88,25 +108,41 @@ def enhance(
         signal = signal[:, None]
     if len(signal) == 0:
         raise ValueError("cannot enhance an empty signal")
-    if not np.isfinite(signal).all():
+    if not all(np.isfinite(chunk).all() for chunk, _ in _chunks(signal)):
         raise ValueError("signal contains NaN or Inf")
     network = inference_model(model)
     options = SegmentOptions(segment_seconds, overlap_seconds, batch_size)
+    frames, channels = signal.shape
     gains = level_gains(signal)
-    at_model_rate = resample(signal * gains, sample_rate, MODEL_RATE).T  # [channels, samples]
-    channels, frames = len(gains), len(signal)
-    del signal  # from here on, memory is a few copies of the signal plus one batch's activations
-    plan = options.plan(at_model_rate.shape[1], fit=fit_segments)
-    buffer = stitch_buffer(plan, (channels,))
+    plan = options.plan(model_length(frames, sample_rate), fit=fit_segments)
+
+    to_model = StreamResampler(sample_rate, MODEL_RATE, channels)
+    model_rate_chunks = (to_model.push(chunk * gains, last).T for chunk, last in _chunks(signal))
+    noisy_segments = segments_in_order(model_rate_chunks, plan, (channels,))
+    stitch = StitchInOrder(plan)
+    from_model = StreamResampler(MODEL_RATE, sample_rate, channels)
+    restored = np.empty((frames, channels), dtype=np.float32)
+    written = 0
+
+    # Pieces are (segment, channel) in order, so segments finish in order however batches fall.
     pieces = [(j, c) for j in range(plan.count) for c in range(channels)]
+    noisy, enhanced = None, None
     for first in range(0, len(pieces), batch_size):
         batch = pieces[first : first + batch_size]
-        inputs = np.stack([cut_segment(at_model_rate[c], plan, j) for j, c in batch])
-        for (j, c), out in zip(batch, enhance_batch(network, inputs, dtype)):
-            add_segment(buffer[c], out, plan, j)
-    del at_model_rate
-    restored = resample(np.ascontiguousarray(stitched_signal(buffer, plan).T), MODEL_RATE, sample_rate)
-    del buffer
-    restored = restored[:frames]
-    restored /= gains
+        inputs = []
+        for j, c in batch:
+            if c == 0:
+                noisy = next(noisy_segments)
+            inputs.append(noisy[c])
+        for (j, c), out in zip(batch, enhance_batch(network, np.stack(inputs), dtype)):
+            if c == 0:
+                enhanced = np.empty((channels, plan.segment), dtype=np.float32)
+            enhanced[c] = out
+            if c == channels - 1:
+                finished = from_model.push(stitch.add(enhanced).T, last=j == plan.count - 1)
+                take = min(len(finished), frames - written)
+                restored[written : written + take] = finished[:take] / gains
+                written += take
+    if written != frames:
+        raise RuntimeError(f"stitching produced {written} of {frames} frames")
     return restored[:, 0] if mono else restored

@@ -52,9 +52,11 @@ class LevelMeter:
         return gains.astype(np.float32)
 
 
-def level_gains(signal: np.ndarray) -> np.ndarray:
-    """Per-channel gains of a whole [frames, channels] signal held in memory."""
+def level_gains(signal: np.ndarray, window: int = 1 << 20) -> np.ndarray:
+    """Per-channel gains of a [frames, channels] signal held in memory, measured `window` frames at a
+    time so that the float64 statistics never copy a long signal whole."""
     meter = LevelMeter(signal.shape[1])
-    meter.add_first_pass(signal)
-    meter.add_second_pass(signal)
+    for level_pass in (meter.add_first_pass, meter.add_second_pass):
+        for start in range(0, len(signal), window):
+            level_pass(signal[start : start + window])
     return meter.gains()

@@ -4,11 +4,13 @@ One place for this arithmetic: the in-process `ansray.enhance` and the distribut
 use it. Segments live on the model's 16 kHz timeline. The signal is padded with `edge` zeros at both
 ends so that its first and last samples are covered by full STFT windows, and consecutive segments
 cross-fade in the middle of their overlap, away from each segment's own edges, where the frame-based
-iSTFT reconstructs poorly.
+iSTFT reconstructs poorly. `segments_in_order` and `StitchInOrder` do the same sums on a signal
+streamed front to back, holding about one segment instead of the whole signal.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -137,3 +139,56 @@ def overlap_add(segments, plan: SegmentPlan) -> np.ndarray:
     for index, segment in enumerate(segments):
         add_segment(buffer, segment, plan, index)
     return stitched_signal(buffer, plan)
+
+
+def segments_in_order(chunks: Iterable[np.ndarray], plan: SegmentPlan, lead: tuple[int, ...] = ()) -> Iterator[np.ndarray]:
+    """Segments 0, 1, ... [*lead, segment] of a signal arriving as consecutive chunks [*lead, n].
+
+    Each equals `cut_segment` of the whole signal; only the samples a later segment still needs are kept.
+    """
+    chunks = iter(chunks)
+    held = np.zeros(lead + (0,), dtype=np.float32)  # signal samples [held_from, held_from + width)
+    held_from = 0
+    for index in range(plan.count):
+        start = plan.start(index)
+        end = min(start + plan.segment, plan.num_samples)
+        while held_from + held.shape[-1] < end:
+            chunk = next(chunks, None)
+            if chunk is None:
+                raise ValueError(f"signal ended at sample {held_from + held.shape[-1]} of {plan.num_samples}")
+            held = np.concatenate([held, np.asarray(chunk, dtype=np.float32)], axis=-1)
+        out = np.zeros(lead + (plan.segment,), dtype=np.float32)
+        lo, hi = max(start, held_from), end
+        if hi > lo:
+            out[..., lo - start : hi - start] = held[..., lo - held_from : hi - held_from]
+        yield out
+        drop = min(max(plan.start(index + 1) - held_from, 0), held.shape[-1])
+        held, held_from = held[..., drop:], held_from + drop
+
+
+class StitchInOrder:
+    """Cross-fades segments 0, 1, ... as they arrive; `add` returns the signal samples each one completes.
+
+    The sums are `overlap_add`'s, bit for bit; what is held is one overlap, not the whole signal.
+    """
+
+    def __init__(self, plan: SegmentPlan):
+        self.plan = plan
+        self.added = 0
+        self._carry = None  # the previous segment's weighted tail, over the next one's overlap
+
+    def add(self, segment: np.ndarray) -> np.ndarray:
+        """Adds the next segment [..., segment]; returns the finished samples [..., n] that follow the last call's."""
+        plan, index = self.plan, self.added
+        if index >= plan.count:
+            raise ValueError(f"all {plan.count} segments were already added")
+        summed = segment * segment_weights(plan, index)
+        if self._carry is not None:
+            summed[..., : plan.overlap] += self._carry
+        last = index == plan.count - 1
+        self._carry = None if last else summed[..., plan.hop :].copy()
+        self.added += 1
+        begin = plan.start(index)  # signal position of summed[..., 0]
+        finished = plan.segment if last else plan.hop
+        lo, hi = max(begin, 0), min(begin + finished, plan.num_samples)
+        return summed[..., lo - begin : max(hi, lo) - begin]

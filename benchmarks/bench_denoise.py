@@ -1,6 +1,7 @@
 """Denoise job throughput vs model-only throughput, and one actor's peak memory vs input length.
 
-    python benchmarks/bench_denoise.py [--model-size tiny|small|official] [--files 50] [--lengths 1,10,60]
+    python benchmarks/bench_denoise.py [--model-size tiny|small|official] [--files 50] [--file-seconds 2,30]
+                                       [--lengths 1,10,60]
 
 Prints figures; asserts nothing. Weights are random (speed does not depend on them).
 """
@@ -27,12 +28,12 @@ FORMATS = [(16000, "WAV", "PCM_16", ".wav"), (44100, "FLAC", "PCM_24", ".flac"),
            (8000, "WAV", "FLOAT", ".wav")]
 
 
-def make_archive(root: str, files: int) -> float:
+def make_archive(root: str, files: int, shortest: float, longest: float) -> float:
     rng = np.random.default_rng(0)
     seconds = 0.0
     for i in range(files):
         rate, fmt, subtype, ext = FORMATS[i % len(FORMATS)]
-        length = float(rng.uniform(2, 30))
+        length = float(rng.uniform(shortest, longest))
         channels = 1 + i % 2
         sf.write(f"{root}/f{i:03d}{ext}", (0.1 * rng.standard_normal((int(rate * length), channels))).astype(np.float32),
                  rate, format=fmt, subtype=subtype)
@@ -76,6 +77,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model-size", choices=sorted(MODEL_SIZES), default="official")
     parser.add_argument("--files", type=int, default=50)
+    parser.add_argument("--file-seconds", default="2,30", help="the archive's shortest and longest file")
     parser.add_argument("--lengths", default="1,10,60", help="input minutes for the memory figure")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
@@ -85,14 +87,19 @@ def main() -> None:
         model = f"{tmp}/model"
         save_model_dir(FRCRN(MODEL_SIZES[args.model_size]).eval(), model)
         os.makedirs(f"{tmp}/in")
-        audio = make_archive(f"{tmp}/in", args.files)
+        shortest, longest = (float(s) for s in args.file_seconds.split(","))
+        audio = make_archive(f"{tmp}/in", args.files, shortest, longest)
         summary = run_denoise(DenoiseConfig(inputs=(f"{tmp}/in",), output=f"{tmp}/out", model=model, segments=options,
                                             cpus_per_actor=args.threads))
         job = audio / summary.wall_seconds  # channel-seconds, as the model sees them; Ray start-up included
+        running = audio / (summary.wall_seconds - summary.startup_seconds)
         only = model_only(model, 8 * options.batch_size, options, args.threads)
-        print(f"load average {os.getloadavg()[0]:.1f}; model {args.model_size}; {args.files} files, {audio / 3600:.3f} h")
-        print(f"job end to end: {job:.2f}x real time ({summary.line()})")
-        print(f"model only, same actor: {only:.2f}x real time; job reaches {100 * job / only:.0f}% of model-only")
+        print(f"load average {os.getloadavg()[0]:.1f}; model {args.model_size}; {args.files} files of "
+              f"{shortest:g}-{longest:g} s, {audio / 3600:.3f} h of channel audio")
+        print(f"job end to end: {job:.2f}x real time ({summary.line()}); "
+              f"{running:.2f}x after {summary.startup_seconds:.1f} s of start-up (listing, model digest, Ray)")
+        print(f"model only, same actor: {only:.2f}x real time; job reaches {100 * job / only:.0f}% of model-only "
+              f"end to end, {100 * running / only:.0f}% after start-up")
         for minutes in (float(m) for m in args.lengths.split(",")):
             print(f"one actor, {minutes:g} min input: peak RSS {actor_peak_memory(model, minutes, options, args.threads):.0f} MB")
 

@@ -5,13 +5,20 @@ import pytest
 import soundfile as sf
 import torch
 
-from ansray.denoise.files import model_length, plan_file, read_segments
-from ansray.enhance import MODEL_RATE, SegmentOptions, enhance, inference_model
+from ansray.denoise.files import plan_file, read_segments
+from ansray.enhance import MODEL_RATE, SegmentOptions, enhance, enhance_batch, inference_model, model_length
 from ansray.io import list_audio, resample
 from ansray.level import level_gains
 from ansray.metrics import si_sdr
 from ansray.model import FRCRN, MODEL_SIZES
-from ansray.segments import cut_segment, overlap_add, plan_segments, segment_weights
+from ansray.segments import (
+    StitchInOrder,
+    cut_segment,
+    overlap_add,
+    plan_segments,
+    segment_weights,
+    segments_in_order,
+)
 from frcrn_fixture import FIXTURE_DIR, canonical_state_dict
 
 SPEECH = FIXTURE_DIR.parent / "speech" / "198-209-0000.ogg"
@@ -30,6 +37,32 @@ def test_cut_and_overlap_add_reconstruct_the_signal_exactly(num_samples, fit):
     signal = np.random.default_rng(0).standard_normal((2, num_samples)).astype(np.float32)
     stitched = overlap_add([cut_segment(signal, plan, j) for j in range(plan.count)], plan)
     np.testing.assert_allclose(stitched, signal, atol=1e-6)
+
+
+@pytest.mark.parametrize("fit", [False, True])
+@pytest.mark.parametrize("num_samples", [1, 5000, 160000, 543210])
+@pytest.mark.parametrize("chunk", [1000, 70001, 10**6])
+def test_streamed_cutting_and_stitching_equal_the_whole_signal_forms(num_samples, fit, chunk):
+    plan = plan_segments(num_samples, 160000, 16000, fit=fit)
+    signal = np.random.default_rng(0).standard_normal((2, num_samples)).astype(np.float32)
+    chunks = (signal[:, a : a + chunk] for a in range(0, num_samples, chunk))
+    segments = list(segments_in_order(chunks, plan, (2,)))
+    assert len(segments) == plan.count
+    for j, segment in enumerate(segments):
+        np.testing.assert_array_equal(segment, cut_segment(signal, plan, j))
+    # Stitching in order hands out each finished stretch once; together they are overlap_add's sums.
+    processed = [np.sin(segment) for segment in segments]  # anything that differs across an overlap
+    stitch = StitchInOrder(plan)
+    streamed = np.concatenate([stitch.add(segment) for segment in processed], axis=-1)
+    np.testing.assert_array_equal(streamed, overlap_add(processed, plan))
+    with pytest.raises(ValueError, match="already added"):
+        stitch.add(processed[0])
+
+
+def test_a_stream_shorter_than_its_plan_is_an_error():
+    plan = plan_segments(50000, 16000, 4800)
+    with pytest.raises(ValueError, match="ended at sample 40000 of 50000"):
+        list(segments_in_order([np.zeros(40000, np.float32)], plan))
 
 
 def test_crossfade_weights_sum_to_one_everywhere():
@@ -72,6 +105,11 @@ def test_level_gain_matches_modelscope_audio_norm():
     np.testing.assert_allclose(x[:, None] * level_gains(x[:, None].astype(np.float32)), y[:, None], rtol=1e-4)
 
 
+def test_level_gain_measured_in_windows_equals_the_whole_signal_at_once():
+    x = (np.random.default_rng(2).standard_normal((48001, 2)) * np.linspace(0.01, 0.3, 48001)[:, None]).astype(np.float32)
+    np.testing.assert_allclose(level_gains(x, window=1000), level_gains(x, window=len(x)), rtol=1e-6)
+
+
 def test_silent_channel_keeps_unit_gain():
     assert level_gains(np.zeros((1000, 1), np.float32))[0] == 1.0
 
@@ -96,6 +134,28 @@ def test_enhance_keeps_shape_rate_and_length(tiny_model):
         data = (0.1 * np.random.default_rng(0).standard_normal(shape)).astype(np.float32)
         out = enhance(data, rate, tiny_model, segment_seconds=2.0, overlap_seconds=0.5)
         assert out.shape == data.shape and out.dtype == np.float32
+
+
+@pytest.mark.parametrize("rate, channels, batch", [(44100, 2, 3), (16000, 1, 1), (8000, 1, 2)])
+def test_streamed_enhance_equals_each_step_on_the_whole_signal(tiny_model, rate, channels, batch):
+    """enhance streams (resample, cut, stitch, resample back chunk by chunk); the result must be that of
+    the same steps applied to whole arrays, so streaming changes memory and nothing else."""
+    data = (0.1 * np.random.default_rng(rate).standard_normal((int(rate * 7.3), channels))).astype(np.float32)
+    gains = level_gains(data)
+    plan = SegmentOptions(2.0, 0.5).plan(model_length(len(data), rate), fit=True)
+    at_model_rate = resample(data * gains, rate, MODEL_RATE).T
+    segments = [cut_segment(at_model_rate, plan, j) for j in range(plan.count)]
+    enhanced = [enhance_batch(tiny_model, segment) for segment in segments]
+    whole = resample(np.ascontiguousarray(overlap_add(enhanced, plan).T), MODEL_RATE, rate)[: len(data)] / gains
+    streamed = enhance(data, rate, tiny_model, segment_seconds=2.0, overlap_seconds=0.5, batch_size=batch)
+    np.testing.assert_allclose(streamed, whole, atol=1e-6)
+
+
+def test_non_finite_input_is_refused(tiny_model):
+    data = np.zeros(16000, np.float32)
+    data[12345] = np.nan
+    with pytest.raises(ValueError, match="NaN or Inf"):
+        enhance(data, 16000, tiny_model)
 
 
 def test_stereo_channels_are_enhanced_independently(tiny_model):
@@ -128,9 +188,9 @@ def test_stitched_output_matches_one_pass_on_noisy_speech():
     noisy = speech + 0.05 * np.abs(speech).max() * noise
     one_pass = enhance(noisy, rate, network, segment_seconds=None)
     defaults = SegmentOptions()
-    stitched = enhance(noisy, rate, network, fit_segments=False)  # the denoise job's fixed-length segments
+    stitched = enhance(noisy, rate, network, fit_segments=False)  # the job's fixed length, for batches > 1
     assert si_sdr(stitched, one_pass) >= 30.0
-    assert si_sdr(enhance(noisy, rate, network), one_pass) >= 30.0  # segments fitted to the signal
+    assert si_sdr(enhance(noisy, rate, network), one_pass) >= 30.0  # fitted to the signal, as the job does at batch 1
     plan = defaults.plan(len(noisy))
     assert plan.count >= 2
     jumps, reference_jumps = np.abs(np.diff(stitched)), np.abs(np.diff(one_pass))

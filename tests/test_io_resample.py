@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from scipy.signal import chirp, welch
 
-from ansray.io import resample
+from ansray.io import StreamResampler, resample
 
 
 def sweep(rate, seconds=4.0, low=20.0, high=None):
@@ -98,3 +98,18 @@ def test_equal_rates_return_the_input_unchanged():
 def test_non_positive_rates_are_refused():
     with pytest.raises(ValueError):
         resample(tone(16000, 440.0), 16000, 0)
+
+
+@pytest.mark.parametrize("from_rate, to_rate", [(44100, 16000), (16000, 48000), (8000, 16000), (16000, 16000)])
+@pytest.mark.parametrize("channels", [1, 2])
+def test_streamed_chunks_equal_the_whole_signal_resampled(from_rate, to_rate, channels):
+    data = np.random.default_rng(channels).standard_normal((from_rate * 3 + 17, channels)).astype(np.float32)
+    stream = StreamResampler(from_rate, to_rate, channels)
+    cuts = [0, 1, 5000, 5001, 40000, len(data)]
+    pieces = [stream.push(data[a:b], last=b == len(data)) for a, b in zip(cuts, cuts[1:])]
+    np.testing.assert_array_equal(np.concatenate(pieces), resample(data, from_rate, to_rate))
+
+
+def test_stream_refuses_chunks_of_another_channel_count():
+    with pytest.raises(ValueError, match=r"\[frames, 2\]"):
+        StreamResampler(44100, 16000, 2).push(np.zeros((100, 1), np.float32))

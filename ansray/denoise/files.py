@@ -13,7 +13,7 @@ import numpy as np
 import soundfile as sf
 
 from ansray.denoise.quality import quality_columns
-from ansray.enhance import MODEL_RATE, SegmentOptions
+from ansray.enhance import MODEL_RATE, SegmentOptions, model_length
 from ansray.io import AudioInfo, AudioRef, downmix, output_uri, read_audio, resample, write_audio
 from ansray.level import LevelMeter
 from ansray.segments import SegmentPlan, overlap_add
@@ -76,11 +76,6 @@ def output_format(info: AudioInfo, requested: str) -> tuple[str, str, str]:
     return format, subtype, "." + requested
 
 
-def model_length(frames: int, sample_rate: int) -> int:
-    """Samples of the file at 16 kHz, as the resampler produces them."""
-    return math.ceil(frames * MODEL_RATE / sample_rate)
-
-
 def _windows(info: AudioInfo, seconds: float):
     step = max(1, int(seconds * info.sample_rate))
     for start in range(0, info.frames, step):
@@ -117,7 +112,9 @@ def plan_file(
         subtype=subtype,
         gains=tuple(float(g) for g in meter.gains()),
         mixdown=mixdown,
-        segments=options.plan(model_length(info.frames, info.sample_rate)),
+        # A batch of one segment may have any length, so the segments are fitted to the file: a 2 s file
+        # costs 2 s of model time, not a 10 s segment of zeros. Larger batches need one length.
+        segments=options.plan(model_length(info.frames, info.sample_rate), fit=options.batch_size == 1),
     )
 
 

@@ -68,6 +68,7 @@ class DenoiseSummary:
     skipped: int = 0
     audio_seconds: float = 0.0
     wall_seconds: float = 0.0
+    startup_seconds: float = 0.0  # listing, model digest and Ray start-up, before the first file is read
     errors: list[str] = field(default_factory=list)
 
     @property
@@ -120,13 +121,28 @@ class SegmentEnhancer:
         self.model = inference_model(load_model(model, device=device, storage_options=storage_options))
 
     def __call__(self, batch: dict) -> dict:
-        audio = batch.pop("audio")
-        valid = batch["segment"] >= 0
-        enhanced = np.zeros_like(audio)
-        if valid.any():
-            enhanced[valid] = enhance_batch(self.model, audio[valid], self.dtype)
-        batch["enhanced"] = enhanced
+        # Rows of one length run as one batch; lengths differ only where segments are fitted to files.
+        audio = list(batch.pop("audio"))
+        enhanced = [np.zeros_like(row) for row in audio]
+        by_length = {}
+        for i, row in enumerate(audio):
+            if batch["segment"][i] >= 0:
+                by_length.setdefault(len(row), []).append(i)
+        for rows in by_length.values():
+            for i, out in zip(rows, enhance_batch(self.model, np.stack([audio[i] for i in rows]), self.dtype)):
+                enhanced[i] = out
+        batch["enhanced"] = _column(enhanced)
         return batch
+
+
+def _column(rows: list[np.ndarray]) -> np.ndarray:
+    """Rows as one [rows, length] array, or an object array of them when their lengths differ."""
+    if len({len(row) for row in rows}) <= 1:
+        return np.stack(rows)
+    column = np.empty(len(rows), dtype=object)
+    for i, row in enumerate(rows):
+        column[i] = row
+    return column
 
 
 @dataclass
@@ -209,6 +225,7 @@ def run_denoise(config: DenoiseConfig, enhancer_cls=SegmentEnhancer) -> DenoiseS
     if todo:
         _init_ray(config.address)
         check_cpus_left_for_files(config)
+        summary.startup_seconds = time.monotonic() - started
         _run_pipeline(config, todo, enhancer_cls, model_id, manifest, summary, started)
     manifest.compact()
     summary.wall_seconds = time.monotonic() - started

@@ -10,7 +10,7 @@ from ansray.io.audio import (
     write_audio,
 )
 from ansray.io.jsonl import latest_by, read_jsonl
-from ansray.io.resample import resample
+from ansray.io.resample import StreamResampler, resample
 from ansray.io.storage import (
     AUDIO_EXTENSIONS,
     MANIFEST_EXTENSIONS,
@@ -41,6 +41,7 @@ __all__ = [
     "read_jsonl",
     "ManifestError",
     "PathEscapeError",
+    "StreamResampler",
     "audio_info",
     "check_key",
     "downmix",
