@@ -5,7 +5,8 @@ use it. Segments live on the model's 16 kHz timeline. The signal is padded with 
 ends so that its first and last samples are covered by full STFT windows, and consecutive segments
 cross-fade in the middle of their overlap, away from each segment's own edges, where the frame-based
 iSTFT reconstructs poorly. `segments_in_order` and `StitchInOrder` do the same sums on a signal
-streamed front to back, holding about one segment instead of the whole signal.
+streamed front to back, holding about one segment instead of the whole signal; `overlap_add` is the
+stitch of a whole list.
 """
 
 from __future__ import annotations
@@ -114,31 +115,13 @@ def segment_weights(plan: SegmentPlan, index: int) -> np.ndarray:
     return weights
 
 
-def stitch_buffer(plan: SegmentPlan, lead: tuple[int, ...] = ()) -> np.ndarray:
-    """Zeros [*lead, padded length] for `add_segment` to accumulate into."""
-    return np.zeros(lead + ((plan.count - 1) * plan.hop + plan.segment,), dtype=np.float32)
-
-
-def add_segment(buffer: np.ndarray, segment: np.ndarray, plan: SegmentPlan, index: int) -> None:
-    """Cross-fades segment `index` [..., segment] into a `stitch_buffer`, in any order."""
-    begin = index * plan.hop
-    buffer[..., begin : begin + plan.segment] += segment * segment_weights(plan, index)
-
-
-def stitched_signal(buffer: np.ndarray, plan: SegmentPlan) -> np.ndarray:
-    """The signal [..., num_samples] of a `stitch_buffer` holding every segment (a view)."""
-    return buffer[..., plan.edge : plan.edge + plan.num_samples]
-
-
 def overlap_add(segments, plan: SegmentPlan) -> np.ndarray:
     """Stitches `plan.count` segments [..., segment] (in order) into [..., num_samples]."""
     segments = list(segments)
     if len(segments) != plan.count:
         raise ValueError(f"expected {plan.count} segments, got {len(segments)}")
-    buffer = stitch_buffer(plan, segments[0].shape[:-1])
-    for index, segment in enumerate(segments):
-        add_segment(buffer, segment, plan, index)
-    return stitched_signal(buffer, plan)
+    stitch = StitchInOrder(plan)
+    return np.concatenate([stitch.add(segment) for segment in segments], axis=-1)
 
 
 def segments_in_order(chunks: Iterable[np.ndarray], plan: SegmentPlan, lead: tuple[int, ...] = ()) -> Iterator[np.ndarray]:
@@ -169,7 +152,7 @@ def segments_in_order(chunks: Iterable[np.ndarray], plan: SegmentPlan, lead: tup
 class StitchInOrder:
     """Cross-fades segments 0, 1, ... as they arrive; `add` returns the signal samples each one completes.
 
-    The sums are `overlap_add`'s, bit for bit; what is held is one overlap, not the whole signal.
+    What is held is one overlap, not the whole signal; `overlap_add` is this over a list.
     """
 
     def __init__(self, plan: SegmentPlan):
