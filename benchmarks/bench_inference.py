@@ -123,6 +123,7 @@ def run_worker(args) -> dict:
         network = FRCRNInference.from_model(model)
         if args.check_segment:
             report["segment_parity"] = segment_parity(model, network, signal, args.segment)
+        del model  # a job's actor holds only the inference network
         enhance(signal[:MODEL_RATE], MODEL_RATE, network, **vars(options))  # warm-up
         baseline = memory_mb("VmRSS")
         reset_peak_memory()

@@ -86,3 +86,16 @@ def test_autocast_runs_the_unets_in_its_dtype_and_returns_float32():
     assert all(p.dtype == torch.bfloat16 for p in fused.unets(torch.bfloat16)[0].parameters())
     error = (low - full).norm() / full.norm()
     assert 0 < error < 0.1
+
+
+def test_fsmn_written_in_place_equals_a_fresh_output(monkeypatch):
+    model = random_model("tiny")
+    layer = model.unet.fsmn_enc1
+    fsmn = inference.ComplexFsmn(layer.fsmn_re_L1, layer.fsmn_im_L1, along_time=False)
+    stacked = torch.randn(2, 2 * fsmn.w1.shape[0], 5, 9, dtype=torch.float64).contiguous(memory_format=torch.channels_last)
+    real, imag = stacked.chunk(2, dim=1)  # channel halves of one buffer, as the encoders give them
+    monkeypatch.setitem(inference.FSMN_CHUNK_ROWS, "cpu", 20)  # several steps, so later ones read after earlier writes
+    with torch.no_grad():
+        fresh = fsmn(real, imag)
+        fsmn(real, imag, out=(real, imag))
+    assert torch.equal(real, fresh[0]) and torch.equal(imag, fresh[1])
