@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -21,7 +20,8 @@ import soundfile as sf
 import torch
 
 from ansray.denoise import DenoiseConfig, SegmentEnhancer, run_denoise
-from ansray.enhance import MODEL_RATE, SegmentOptions
+from ansray.enhance import SegmentOptions, model_length
+from ansray.io import audio_info, list_audio
 from ansray.model import FRCRN, MODEL_SIZES, save_model_dir
 
 FORMATS = [(16000, "WAV", "PCM_16", ".wav"), (44100, "FLAC", "PCM_24", ".flac"), (48000, "OGG", "VORBIS", ".ogg"),
@@ -41,23 +41,33 @@ def make_archive(root: str, files: int, shortest: float, longest: float) -> floa
     return seconds  # channel-seconds
 
 
-def model_only(model: str, segments: int, options: SegmentOptions, threads: int) -> float:
-    """Seconds of 16 kHz audio per wall second through one actor's __call__ on pre-decoded segments."""
+def job_segment_lengths(root: str, options: SegmentOptions) -> list[int]:
+    """The 16 kHz length of every (segment, channel) row the job feeds its actors for the files under `root`."""
+    lengths = []
+    for ref in list_audio(root):
+        info = audio_info(ref.uri)
+        plan = options.plan(model_length(info.frames, info.sample_rate), fit=options.batch_size == 1)
+        lengths += [plan.segment] * (plan.count * info.channels)
+    return lengths
+
+
+def model_only(model: str, lengths: list[int], options: SegmentOptions, threads: int) -> float:
+    """Wall seconds of one actor's __call__ on pre-decoded segments of `lengths`, batched as the job batches."""
     enhancer = SegmentEnhancer(model, threads=threads)
-    batch = np.random.default_rng(1).standard_normal((options.batch_size, options.plan(0).segment)).astype(np.float32) * 0.1
-    enhancer({"audio": batch.copy(), "segment": np.zeros(len(batch), int)})
-    start, done = time.perf_counter(), 0
-    while done < segments:
-        enhancer({"audio": batch.copy(), "segment": np.zeros(len(batch), int)})
-        done += len(batch)
-    hop = options.plan(10**9).hop
-    return done * hop / MODEL_RATE / (time.perf_counter() - start)
+    rng = np.random.default_rng(1)
+    batches = [lengths[i : i + options.batch_size] for i in range(0, len(lengths), options.batch_size)]
+    audio = [(0.1 * rng.standard_normal((len(b), b[0]))).astype(np.float32) for b in batches]
+    enhancer({"audio": audio[0].copy(), "segment": np.zeros(len(audio[0]), int)})  # warm-up
+    start = time.perf_counter()
+    for batch in audio:
+        enhancer({"audio": batch, "segment": np.zeros(len(batch), int)})
+    return time.perf_counter() - start
 
 
 def actor_peak_memory(model: str, minutes: float, options: SegmentOptions, threads: int) -> float:
     """Peak RSS (MB) of a process that streams a `minutes`-long input through one actor, segment by segment."""
     code = f"""
-import resource, numpy as np, torch
+import numpy as np, torch
 from ansray.denoise import SegmentEnhancer
 from ansray.enhance import SegmentOptions
 options = SegmentOptions{tuple(vars(options).values())!r}
@@ -67,7 +77,9 @@ rng = np.random.default_rng(0)
 for first in range(0, plan.count, options.batch_size):
     n = min(options.batch_size, plan.count - first)
     enhancer({{"audio": (0.1 * rng.standard_normal((n, plan.segment))).astype(np.float32), "segment": np.arange(n)}})
-print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+# VmHWM, not getrusage's ru_maxrss: the latter keeps the parent's peak across fork and exec, and the
+# parent here has just run a whole Ray job.
+print(next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM:")) / 1024)
 """
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     return float(out.stdout.strip().splitlines()[-1])
@@ -93,12 +105,12 @@ def main() -> None:
                                             cpus_per_actor=args.threads))
         job = audio / summary.wall_seconds  # channel-seconds, as the model sees them; Ray start-up included
         running = audio / (summary.wall_seconds - summary.startup_seconds)
-        only = model_only(model, 8 * options.batch_size, options, args.threads)
+        only = audio / model_only(model, job_segment_lengths(f"{tmp}/in", options), options, args.threads)
         print(f"load average {os.getloadavg()[0]:.1f}; model {args.model_size}; {args.files} files of "
               f"{shortest:g}-{longest:g} s, {audio / 3600:.3f} h of channel audio")
         print(f"job end to end: {job:.2f}x real time ({summary.line()}); "
               f"{running:.2f}x after {summary.startup_seconds:.1f} s of start-up (listing, model digest, Ray)")
-        print(f"model only, same actor: {only:.2f}x real time; job reaches {100 * job / only:.0f}% of model-only "
+        print(f"model only, same actor, the job's own segments pre-decoded: {only:.2f}x real time; job reaches {100 * job / only:.0f}% of model-only "
               f"end to end, {100 * running / only:.0f}% after start-up")
         for minutes in (float(m) for m in args.lengths.split(",")):
             print(f"one actor, {minutes:g} min input: peak RSS {actor_peak_memory(model, minutes, options, args.threads):.0f} MB")

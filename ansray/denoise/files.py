@@ -1,7 +1,8 @@
 """One input file's trip: plan (header, level, segments), read segments at 16 kHz, finish (stitch, write).
 
-Memory per step is bounded by a window, except `finish_file`, which holds one file's enhanced
-samples (4 bytes per sample per channel at 16 kHz, plus the source-rate copy) and never activations.
+Memory per step is bounded by a window (a whole file up to `WHOLE_FILE_SECONDS`), except
+`finish_file`, which holds one file's enhanced samples (4 bytes per sample per channel at 16 kHz, plus
+the source-rate copy) and never activations.
 """
 
 from __future__ import annotations
@@ -25,6 +26,26 @@ STATS_WINDOW_SECONDS = 30.0
 # on windows that start on a common sample of both rates' grids).
 RESAMPLE_CONTEXT_SECONDS = 0.05
 OUTPUT_FORMATS = ("same", "wav", "flac")
+# Files up to this long are decoded once per task and sliced. Read window by window, a short file is
+# decoded three times or more (two level passes, then each segment with its context), each time
+# fetched again from object storage.
+WHOLE_FILE_SECONDS = 60.0
+
+
+class SourceReader:
+    """Windows of one input's samples: a short file decoded once and sliced, a long one read per window."""
+
+    def __init__(self, ref: AudioRef, info: AudioInfo, storage_options: dict | None = None):
+        self.ref, self.info, self.storage_options = ref, info, storage_options
+        self._whole = None
+
+    def read(self, start: int, frames: int) -> np.ndarray:
+        """[frames, channels] float32 from frame `start`, cut short at the end. Raises AudioDecodeError."""
+        if self.info.duration > WHOLE_FILE_SECONDS:
+            return read_audio(self.ref.uri, start=start, frames=frames, storage_options=self.storage_options)[0]
+        if self._whole is None:
+            self._whole = read_audio(self.ref.uri, storage_options=self.storage_options)[0]
+        return self._whole[start : start + frames]
 
 
 @dataclass(frozen=True)
@@ -96,14 +117,17 @@ def plan_file(
     suffix: str | None = None,
     mixdown: bool = False,
     storage_options: dict | None = None,
+    reader: SourceReader | None = None,
 ) -> FilePlan:
-    """Measures the file's level (two windowed passes) and plans its segments. Raises AudioDecodeError."""
+    """Measures the file's level (two windowed passes) and plans its segments. Raises AudioDecodeError.
+
+    `reader` may be shared with `read_segments` so that a short file is decoded once."""
     format, subtype, extension = output_format(info, requested_format)
+    reader = reader or SourceReader(ref, info, storage_options)
     meter = LevelMeter(1 if mixdown else info.channels)
     for level_pass in (meter.add_first_pass, meter.add_second_pass):
         for start, frames in _windows(info, STATS_WINDOW_SECONDS):
-            data, _, _ = read_audio(ref.uri, start=start, frames=frames, storage_options=storage_options)
-            level_pass(_prepared(data, mixdown))
+            level_pass(_prepared(reader.read(start, frames), mixdown))
     return FilePlan(
         ref=ref,
         info=info,
@@ -118,8 +142,12 @@ def plan_file(
     )
 
 
-def read_segments(plan: FilePlan, index: int, storage_options: dict | None = None) -> np.ndarray:
-    """Segment `index` of every enhanced channel, level-normalised at 16 kHz: [channels, segment]."""
+def read_segments(
+    plan: FilePlan, index: int, storage_options: dict | None = None, reader: SourceReader | None = None
+) -> np.ndarray:
+    """Segment `index` of every enhanced channel, level-normalised at 16 kHz: [channels, segment].
+
+    Pass one `reader` for all of a file's segments: a short file is then decoded once."""
     segments, info = plan.segments, plan.info
     start = segments.start(index)
     lo, hi = max(start, 0), min(start + segments.segment, segments.num_samples)
@@ -134,8 +162,8 @@ def read_segments(plan: FilePlan, index: int, storage_options: dict | None = Non
     last_block = math.ceil(hi / q) + context
     source_start = first_block * p
     source_frames = min(last_block * p, info.frames) - source_start
-    data, _, _ = read_audio(plan.ref.uri, start=source_start, frames=source_frames, storage_options=storage_options)
-    data = _prepared(data, plan.mixdown) * np.asarray(plan.gains, dtype=np.float32)
+    reader = reader or SourceReader(plan.ref, info, storage_options)
+    data = _prepared(reader.read(source_start, source_frames), plan.mixdown) * np.asarray(plan.gains, dtype=np.float32)
     at_model_rate = resample(data, info.sample_rate, MODEL_RATE)
     offset = first_block * q
     piece = at_model_rate[lo - offset : hi - offset].T
@@ -161,7 +189,8 @@ def finish_file(
     facts = {"audio_filepath": plan.output, "duration": plan.info.duration, "channels": restored.shape[1]}
     if quality:
         # The input as the model saw it (16 kHz, same channels), rebuilt from its segments: the
-        # cross-fade of identical copies is the identity, and only one window is read at a time.
-        noisy = overlap_add([read_segments(plan, i, storage_options) for i in range(plan.segments.count)], plan.segments)
+        # cross-fade of identical copies is the identity; a long file is read one window at a time.
+        reader = SourceReader(plan.ref, plan.info, storage_options)
+        noisy = overlap_add([read_segments(plan, i, reader=reader) for i in range(plan.segments.count)], plan.segments)
         facts |= quality_columns(noisy / gains[:, None], stitched / gains[:, None], MODEL_RATE, quality)
     return facts

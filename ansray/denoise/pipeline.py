@@ -24,7 +24,7 @@ import numpy as np
 from ansray.enhance import SegmentOptions, enhance_batch, inference_model
 from ansray.io import AudioDecodeError, AudioRef, audio_info, exists, join_uri, list_audio
 from ansray.model import load_model, weights_digest
-from ansray.denoise.files import FilePlan, finish_file, plan_file, read_segments
+from ansray.denoise.files import FilePlan, SourceReader, finish_file, plan_file, read_segments
 from ansray.denoise.manifest import ManifestWriter, latest_rows, read_manifest_rows
 from ansray.denoise.quality import check_quality, has_quality
 
@@ -91,11 +91,12 @@ def segment_rows(item: dict, *, output_root: str, options: SegmentOptions, outpu
     file_id = item["file_id"]
     try:
         info = audio_info(ref.uri, storage_options)
+        reader = SourceReader(ref, info, storage_options)
         plan = plan_file(ref, info, output_root, options, requested_format=output_format, suffix=suffix,
-                         mixdown=mixdown, storage_options=storage_options)
+                         mixdown=mixdown, reader=reader)
         plan_text = json.dumps(plan.to_dict())
         for index in range(plan.segments.count):
-            segments = read_segments(plan, index, storage_options)
+            segments = read_segments(plan, index, reader=reader)
             for channel, audio in enumerate(segments):
                 yield {"file_id": file_id, "segment": index, "channel": channel, "audio": audio,
                        "plan": plan_text, "error": "", "error_kind": ""}
