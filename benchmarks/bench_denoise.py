@@ -110,8 +110,8 @@ def main() -> None:
               f"{shortest:g}-{longest:g} s, {audio / 3600:.3f} h of channel audio")
         print(f"job end to end: {job:.2f}x real time ({summary.line()}); "
               f"{running:.2f}x after {summary.startup_seconds:.1f} s of start-up (listing, model digest, Ray)")
-        print(f"model only, same actor, the job's own segments pre-decoded: {only:.2f}x real time; job reaches {100 * job / only:.0f}% of model-only "
-              f"end to end, {100 * running / only:.0f}% after start-up")
+        print(f"model only, same actor, the job's own segments pre-decoded: {only:.2f}x real time; "
+              f"job reaches {100 * job / only:.0f}% of model-only end to end, {100 * running / only:.0f}% after start-up")
         for minutes in (float(m) for m in args.lengths.split(",")):
             print(f"one actor, {minutes:g} min input: peak RSS {actor_peak_memory(model, minutes, options, args.threads):.0f} MB")
 
