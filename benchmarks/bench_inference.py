@@ -15,9 +15,13 @@ autocast and fp32 (TF32 on and off): the network eager and as one CUDA graph, an
 on speech.
 
 Weights are the parity fixture's random ones (tests/frcrn_fixture.py): the arithmetic, hence the cost,
-is the released model's. The input is the speech fixture, tiled to length, plus a little noise.
+is the released model's. With random weights the whole-input SI-SDR measures the weights' chaos, not the
+arithmetic (see `edge_control`); `--weights` times trained ones instead (a model dir or checkpoint, e.g.
+the starter model), for which that figure means what it says. The input is the speech fixture, tiled to
+length, plus a little noise.
 
     python benchmarks/bench_inference.py [--threads 2] [--seconds 4 30 600] [--memory-minutes 60] [--memory-size tiny]
+    python benchmarks/bench_inference.py --weights ansray/assets/starter --seconds 4 30 --memory-minutes
     python benchmarks/bench_inference.py --device cuda [--batches 16 32 64]
 
 Prints figures; asserts nothing.
@@ -44,7 +48,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(ROOT / "benchmarks")]
 
 from ansray.enhance import MODEL_RATE, SegmentOptions, enhance, enhance_batch  # noqa: E402
 from ansray.metrics.si_sdr import si_sdr  # noqa: E402
-from ansray.model import FRCRN, MODEL_SIZES, FRCRNInference  # noqa: E402
+from ansray.model import FRCRN, MODEL_SIZES, FRCRNInference, load_model  # noqa: E402
 from frcrn_fixture import canonical_state_dict  # noqa: E402
 from reference_frcrn import reference_enhance  # noqa: E402
 
@@ -67,8 +71,10 @@ def speech_signal(seconds: float) -> np.ndarray:
     return signal
 
 
-def reference_model(device: str = "cpu", size: str = "official") -> FRCRN:
-    """The fixture's weights at the official size; a smaller size gets random weights of its shape."""
+def reference_model(device: str = "cpu", size: str = "official", weights: str | None = None) -> FRCRN:
+    """`weights` if given; else the fixture's at the official size, random ones of its shape at a smaller size."""
+    if weights is not None:
+        return load_model(weights, device=device)
     if size != "official":
         torch.manual_seed(0)
         return FRCRN(MODEL_SIZES[size]).eval().to(device)
@@ -109,7 +115,7 @@ def run_worker(args) -> dict:
     torch.set_num_threads(args.threads)
     seconds = args.seconds[0]
     signal = speech_signal(seconds)
-    model = reference_model(size=args.size)
+    model = reference_model(size=args.size, weights=args.weights)
     report = {"kind": args.worker, "seconds": seconds, "threads": args.threads}
     if args.worker == "reference":
         reference_enhance(model, signal[:MODEL_RATE])  # warm-up: oneDNN primitive creation
@@ -181,7 +187,8 @@ def spawn(worker: str, seconds: float, args, **extra) -> dict:
 def cpu_benchmark(args) -> None:
     segment = dict(segment="none" if args.segment is None else args.segment, overlap=args.overlap, batch=args.batch)
     print(f"CPU: {cpu_name()}, {args.threads} threads, torch {torch.__version__}; "
-          f"ansray segments {args.segment} s, overlap {args.overlap} s, batch {args.batch}")
+          f"ansray segments {args.segment} s, overlap {args.overlap} s, batch {args.batch}; "
+          f"weights {args.weights or 'the fixture (random, official size)'}")
     print(f"{'input':>8} {'reference RTF':>14} {'ansray RTF':>11} {'speed-up':>9} {'ref peak MB':>12} "
           f"{'ansray peak MB':>15} {'SI-SDR dB':>10} {'segment parity':>15}  load (ref / ansray)")
     ref_control = None
@@ -190,10 +197,11 @@ def cpu_benchmark(args) -> None:
             ref = None
             if seconds <= REFERENCE_MAX_SECONDS:
                 saved = f"{tmp}/reference_{seconds}.npy"
-                ref = spawn("reference", seconds, args, repeats=args.repeats, save=saved, control=i == 0)
+                ref = spawn("reference", seconds, args, repeats=args.repeats, save=saved, control=i == 0,
+                            weights=args.weights)
                 ref_control = ref.get("edge_control_db", ref_control)
             ours = spawn("ansray", seconds, args, repeats=args.repeats if seconds <= 60 else 1,
-                         reference=ref and saved, check_segment=i == 0, **segment)
+                         reference=ref and saved, check_segment=i == 0, weights=args.weights, **segment)
             print(
                 f"{seconds:>7g}s {fmt(ref, 'rtf', '.3f'):>14} {ours['rtf']:>11.3f} "
                 f"{fmt(ref and {'x': ref['rtf'] / ours['rtf']}, 'x', '.2f'):>9} {fmt(ref, 'peak_rss_mb', '.0f'):>12} "
@@ -202,8 +210,9 @@ def cpu_benchmark(args) -> None:
                 flush=True,
             )
         if ref_control is not None:
+            weights = "random weights: see edge_control" if args.weights is None else f"weights {args.weights}"
             print(f"control: the reference against itself with 40 ms of zeros at both ends, {args.seconds[0]:g} s input: "
-                  f"SI-SDR {ref_control:.1f} dB (random weights: see edge_control)")
+                  f"SI-SDR {ref_control:.1f} dB ({weights})")
         for minutes in args.memory_minutes:
             ours = spawn("ansray", minutes * 60, args, repeats=1, size=args.memory_size, **segment)
             print(f"memory, {minutes:g} min input, {args.memory_size} model: ansray peak RSS {ours['peak_rss_mb']:.0f} MB "
@@ -363,6 +372,8 @@ def main() -> None:
                         help="model size of the memory-only rows: a smaller one shows how memory grows with "
                              "input length (signal buffers) in a fraction of the time")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--weights", help="model dir or checkpoint for the speed rows (default: the fixture's random "
+                        "weights at the official size)")
     parser.add_argument("--segment", type=seconds_or_none, default=SegmentOptions.segment_seconds,
                         help="ansray's segment length in seconds, or 'none' for one pass")
     parser.add_argument("--overlap", type=float, default=SegmentOptions.overlap_seconds)
