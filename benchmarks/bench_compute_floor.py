@@ -32,22 +32,26 @@ from torch.utils.flop_counter import FlopCounterMode
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(ROOT / "benchmarks")]
 
+from ansray.enhance import MODEL_RATE  # noqa: E402
 from ansray.model import FRCRNInference  # noqa: E402
 from ansray.model.inference import ComplexFsmn, SqueezeExcite  # noqa: E402
-from bench_inference import cpu_name, reference_model  # noqa: E402
+from ansray.segments import MODEL_HOP  # noqa: E402
+from bench_inference import best_of, cpu_name, reference_model  # noqa: E402
 
 CL = torch.channels_last
-RATE = 16000
 
 
 def best_ms(run, repeats: int = 5) -> float:
+    """Best of `repeats` calls after a warm-up, in milliseconds."""
     run()
-    times = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - started)
-    return 1e3 * min(times)
+    return 1e3 * best_of(repeats, run)[0]
+
+
+def widest_decoder_phase() -> tuple[torch.Tensor, torch.Tensor]:
+    """Input and kernel of the widest decoder's phase convolution on a 10 s segment (channels_last)."""
+    x = torch.randn(1, 256, 502, 80).contiguous(memory_format=CL)
+    w = torch.randn(128, 256, 2, 3).contiguous(memory_format=CL)
+    return x, w
 
 
 def layer_kind(module: torch.nn.Module) -> str:
@@ -74,9 +78,10 @@ def leaf_layers(network: FRCRNInference) -> dict[str, torch.nn.Module]:
     return layers
 
 
-def time_layers(network: FRCRNInference, wav: torch.Tensor, repeats: int) -> tuple[float, dict[str, float]]:
-    """(best total ms, each layer's ms in that best run)."""
-    layers = leaf_layers(network)
+def time_layers(
+    network: FRCRNInference, layers: dict[str, torch.nn.Module], wav: torch.Tensor, repeats: int
+) -> tuple[float, dict[str, float]]:
+    """(best total ms, each of `layers`' ms in that best run)."""
     started, spent = {}, defaultdict(float)
     for name, layer in layers.items():
         layer.register_forward_pre_hook(lambda m, a, name=name: started.__setitem__(name, time.perf_counter()))
@@ -112,8 +117,7 @@ def machine_rates(threads: int, fsmn: ComplexFsmn) -> dict[str, float]:
     [1, 256, 502, 80] by [128, 256, 2, 3]), and a step of the widest FSMN: its product ([1908, 128]
     by [128, 256]) and its memory, the depthwise convolution over 12 sequences of 2 x 159 rows."""
     torch.set_num_threads(threads)
-    x = torch.randn(1, 256, 502, 80).contiguous(memory_format=CL)
-    w = torch.randn(128, 256, 2, 3).contiguous(memory_format=CL)
+    x, w = widest_decoder_phase()
     conv_flop = 2 * 501 * 78 * 128 * 256 * 6
     a, b, bias = torch.randn(1908, 128), torch.randn(128, 256), torch.randn(256)
     gemm_flop = 2 * 1908 * 128 * 256
@@ -135,9 +139,8 @@ def winograd_probe() -> tuple[float, float, float]:
     F(2,3) along frequency: each pair of outputs takes four products of transformed inputs
     (d0 - d2, d1 + d2, d2 - d1, d1 - d3) with transformed kernels, run as one convolution of four groups.
     """
-    t, width, c_in, c_out = 502, 80, 256, 128
-    x = torch.randn(1, c_in, t, width).contiguous(memory_format=CL)
-    w = torch.randn(c_out, c_in, 2, 3).contiguous(memory_format=CL)
+    x, w = widest_decoder_phase()
+    (_, c_in, t, width), c_out = x.shape, w.shape[0]
     transform = torch.tensor([[1.0, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1.0]])
     kernels = torch.einsum("xk,oitk->xoit", transform, w).reshape(4 * c_out, c_in, 2, 1).contiguous(memory_format=CL)
     tiles = (width - 2) // 2
@@ -169,21 +172,21 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     model = reference_model()
-    wav = torch.randn(1, int(args.segment * RATE) // 320 * 320)
-    audio_s = wav.shape[1] / RATE
+    wav = torch.randn(1, int(args.segment * MODEL_RATE) // MODEL_HOP * MODEL_HOP)
+    audio_s = wav.shape[1] / MODEL_RATE
     with torch.inference_mode():
         reference_flop = total(layer_flops(functools.partial(model, wav))["Global"])
         network = FRCRNInference.from_model(model)
         del model
         flops = layer_flops(functools.partial(network, wav))
-        total_ms, spent = time_layers(network, wav, args.repeats)
+        layers = leaf_layers(network)
+        total_ms, spent = time_layers(network, layers, wav, args.repeats)
 
     print(f"CPU: {cpu_name()}, {args.threads} threads, torch {torch.__version__}; one {audio_s:g} s segment, "
           "official size (fixture weights)")
     network_flop = total(flops["Global"])
     print(f"arithmetic: reference {reference_flop / 1e9 / audio_s:.1f} GFLOP per audio second, "
           f"ansray's fused path {network_flop / 1e9 / audio_s:.1f}")
-    layers = leaf_layers(network)
     by_kind = defaultdict(lambda: [0.0, 0.0])  # kind: [ms, flop]
     fsmn_products = fsmn_memory = 0.0
     for name, layer in layers.items():
