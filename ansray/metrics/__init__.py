@@ -1,4 +1,5 @@
-"""Speech quality metrics: SI-SDR, PESQ, STOI and ESTOI against a clean reference, and DNSMOS without one.
+"""Speech quality metrics: SI-SDR, PESQ, STOI and ESTOI against a clean reference, DNSMOS without one,
+and the word error rate of a transcript (metrics/wer.py, the `asr` extra).
 
 Importing this package needs only numpy and soxr; PESQ, STOI and DNSMOS import the `eval` extra
 (pip install "ansray[eval]") when first called. Metric functions take mono numpy signals [T], trim a
@@ -10,6 +11,7 @@ from ansray.metrics.dnsmos import DNSMOS, DNSMOSModelError, DNSMOSScores
 from ansray.metrics.inputs import METRIC_SAMPLE_RATE, MetricUndefined
 from ansray.metrics.intrusive import estoi, pesq_nb, pesq_wb, stoi
 from ansray.metrics.si_sdr import si_sdr, si_sdr_improvement
+from ansray.metrics.wer import normalized_words, word_error_rate
 
 __all__ = [
     "DNSMOS",
@@ -21,9 +23,11 @@ __all__ = [
     "MetricUndefined",
     "compute_metrics",
     "estoi",
+    "normalized_words",
     "pesq_nb",
     "pesq_wb",
     "si_sdr",
     "si_sdr_improvement",
     "stoi",
+    "word_error_rate",
 ]

@@ -65,11 +65,20 @@ def compute_metrics(
         for column, (value, reason) in _score_signal(audio, sample_rate, reference, metrics, dnsmos).items():
             row[prefix + column] = value
             row[prefix + column + "_error"] = reason
-    if noisy is not None and "si_sdr" in metrics:
-        value, reason = _measure(si_sdr_improvement, enhanced, noisy, reference)
-        row["si_sdr_improvement"] = value
-        row["si_sdr_improvement_error"] = reason
+    if noisy is not None:
+        row.update(improvement_columns(enhanced, noisy, reference, metrics))
     return row
+
+
+def improvement_columns(
+    enhanced: np.ndarray, noisy: np.ndarray, reference: np.ndarray | None, metrics: Sequence[str] = METRICS
+) -> dict[str, float | str | None]:
+    """The columns that compare `enhanced` [T] with `noisy` [T] directly: `si_sdr_improvement` and its
+    `_error`, where `si_sdr` is among the `metrics`; none otherwise."""
+    if "si_sdr" not in metrics:
+        return {}
+    value, reason = measure(si_sdr_improvement, enhanced, noisy, reference)
+    return {"si_sdr_improvement": value, "si_sdr_improvement_error": reason}
 
 
 def _score_signal(
@@ -84,7 +93,7 @@ def _score_signal(
         if metric not in metrics:
             continue
         if metric == "si_sdr":
-            scores["si_sdr"] = _measure(si_sdr, audio, reference)
+            scores["si_sdr"] = measure(si_sdr, audio, reference)
         elif metric == "dnsmos":
             dnsmos_scores = (dnsmos or process_dnsmos())(audio, sample_rate)
             for column, value in zip(
@@ -94,11 +103,11 @@ def _score_signal(
                 scores[column] = (value, dnsmos_scores.reason)
         else:
             for column in METRIC_COLUMNS[metric]:
-                scores[column] = _measure(_REFERENCE_METRICS[column], audio, reference, sample_rate)
+                scores[column] = measure(_REFERENCE_METRICS[column], audio, reference, sample_rate)
     return scores
 
 
-def _measure(metric: Callable[..., float], *signals_and_rate) -> tuple[float, str | None]:
+def measure(metric: Callable[..., float], *signals_and_rate) -> tuple[float, str | None]:
     """Calls a metric's raising form; returns (value, None), or (NaN, reason) where it is undefined."""
     try:
         return metric.raising(*signals_and_rate), None

@@ -4,7 +4,6 @@ trimmed to the shorter of a pair, and checked for the silence or emptiness that 
 from __future__ import annotations
 
 import functools
-import importlib
 import logging
 import math
 from types import ModuleType
@@ -12,6 +11,7 @@ from typing import Callable
 
 import numpy as np
 
+from ansray.extras import extra_hint, require_package
 from ansray.io.resample import resample
 
 logger = logging.getLogger(__name__)
@@ -19,7 +19,7 @@ logger = logging.getLogger(__name__)
 METRIC_SAMPLE_RATE = 16000
 """PESQ-WB, DNSMOS and the STOI reference setups are all defined at 16 kHz."""
 
-EVAL_EXTRA_HINT = 'install the eval extra: pip install "ansray[eval]"'
+EVAL_EXTRA_HINT = extra_hint("eval")
 
 SILENCE_RMS_DBFS = -100.0
 """Below this RMS a signal counts as silent: under the noise floor of 16-bit audio (about -101 dBFS)."""
@@ -48,10 +48,7 @@ def nan_when_undefined(metric: Callable[..., float]) -> Callable[..., float]:
 
 def require_eval_package(name: str) -> ModuleType:
     """Imports a package of the `eval` extra, which code outside `ansray.metrics` must never need."""
-    try:
-        return importlib.import_module(name)
-    except ImportError as missing:
-        raise ImportError(f"ansray.metrics needs the package {name!r}; {EVAL_EXTRA_HINT}") from missing
+    return require_package(name, "eval", needed_by="ansray.metrics")
 
 
 def as_signal(audio: np.ndarray, role: str) -> np.ndarray:
