@@ -1,12 +1,14 @@
 """Pairs each enhanced file with its noisy input and clean reference: by relative key across folder trees,
 or from the denoise job's manifest, whose rows name the output (`audio_filepath`) and its input
-(`input_filepath`). A file without a partner is reported, never silently dropped."""
+(`input_filepath`). Several enhanced sets (systems, each with a name) pair with the same noisy and clean
+files. A file without a partner is reported, never silently dropped."""
 
 from __future__ import annotations
 
 import logging
 import posixpath
-from collections.abc import Iterable
+import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from ansray.data.layouts import FILEID
@@ -18,7 +20,11 @@ PAIR_BY = ("key", "fileid")
 """How files in different trees match: by relative key less its extension (`a/b.flac` ~ `a/b.wav`), or
 by the `fileid_N` that DNS Challenge file names end with (`..._snr5_fileid_7.wav` ~ `clean_fileid_7.wav`)."""
 
-ROLES = ("enhanced", "noisy", "clean")
+ENHANCED = "enhanced"
+"""The system name of an enhanced set given without one."""
+PARTNER_ROLES = ("noisy", "clean")
+"""The roles of the files that every system's output is compared with; no system may take these names."""
+SYSTEM_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]*")
 
 
 class PairingError(ValueError):
@@ -27,18 +33,21 @@ class PairingError(ValueError):
 
 @dataclass(frozen=True)
 class EvaluationItem:
-    """One enhanced file and its partners, as URIs. `key` names it in the results: its path relative to
-    the enhanced tree, or, from a manifest, its input's path relative to the inputs' common folder."""
+    """One input and its files, as URIs: the output of each system (`enhanced`: system name -> URI), the
+    noisy input and the clean reference where given, and its reference transcript where known. `key`
+    names it in the results: its path relative to the first system's tree, or, from a manifest, its
+    input's path relative to the inputs' common folder, or, with no enhanced set, the noisy file's."""
 
     key: str
-    enhanced: str
+    enhanced: dict[str, str] = field(default_factory=dict)
     noisy: str | None = None
     clean: str | None = None
+    text: str | None = None
 
 
 @dataclass(frozen=True)
 class Unpaired:
-    """A file left out of the evaluation: its URI, its role (enhanced, noisy or clean) and why."""
+    """A file left out of the evaluation: its URI, its role (a system's name, noisy or clean) and why."""
 
     uri: str
     role: str
@@ -53,43 +62,79 @@ class Pairing:
     unpaired: list[Unpaired] = field(default_factory=list)
 
 
+def as_systems(enhanced: str | Mapping[str, str] | None) -> dict[str, str]:
+    """Enhanced sets by system name: a single URI is named ENHANCED; None is no set."""
+    if enhanced is None:
+        return {}
+    if isinstance(enhanced, str):
+        return {ENHANCED: enhanced}
+    return dict(enhanced)
+
+
+def check_system_names(names: Iterable[str]) -> None:
+    """Raises ValueError for a name that is not a word of letters, digits and `_.+-`, that is
+    taken by the noisy or clean files, or that is given twice."""
+    seen = set()
+    for name in names:
+        if not SYSTEM_NAME.fullmatch(name):
+            raise ValueError(f"system name {name!r}: use letters, digits and _.+- (starting with a letter or digit)")
+        if name in PARTNER_ROLES:
+            raise ValueError(f"system name {name!r} is taken by the {name} files; choose another")
+        if name in seen:
+            raise ValueError(f"system name {name!r} is given twice")
+        seen.add(name)
+
+
 def pair_files(
-    enhanced: str,
+    enhanced: str | Mapping[str, str] | None,
     noisy: str | None = None,
     clean: str | None = None,
     *,
     pair_by: str = "key",
     storage_options: dict | None = None,
 ) -> Pairing:
-    """Pairs the files under `enhanced`, `noisy` and `clean` (folders, prefixes or globs; see list_audio).
+    """Pairs the files under each enhanced set, `noisy` and `clean` (folders, prefixes or globs; see
+    list_audio). `enhanced` is one URI, or URIs by system name.
 
-    `enhanced` may instead be the denoise job's manifest (`.jsonl`): its rows give the noisy partners,
-    so `noisy` must then be None. An item needs a partner in every tree given; files that lack one,
-    and keys that two files of one tree share, are listed in `Pairing.unpaired`."""
+    An enhanced set may instead be the denoise job's manifest (`.jsonl`): its rows give the noisy
+    partners, so `noisy` must then be None. An item needs a partner in every tree given; files that
+    lack one, and keys that two files of one tree share, are listed in `Pairing.unpaired`."""
     if pair_by not in PAIR_BY:
         raise ValueError(f"pair_by must be one of {PAIR_BY}, got {pair_by!r}")
+    systems = as_systems(enhanced)
+    check_system_names(systems)
+    manifests = {name: uri for name, uri in systems.items() if is_manifest(uri)}
+    if manifests and noisy is not None:
+        raise ValueError("with a denoise manifest, the noisy inputs are its rows' input_filepath; drop noisy")
     unpaired: list[Unpaired] = []
-    if is_manifest(enhanced):
-        if noisy is not None:
-            raise ValueError("with a denoise manifest, the noisy inputs are its rows' input_filepath; drop noisy")
-        rows, unpaired = read_denoise_manifest(enhanced, storage_options)
-        noisy_keys = keys_below_common_folder([row["input_filepath"] for row in rows], storage_options)
-        keyed = {
-            "enhanced": [(key, row["audio_filepath"]) for key, row in zip(noisy_keys, rows)],
-            "noisy": [(key, row["input_filepath"]) for key, row in zip(noisy_keys, rows)],
-        }
-    else:
-        keyed = {"enhanced": _listed(enhanced, storage_options)}
-        if noisy is not None:
-            keyed["noisy"] = _listed(noisy, storage_options)
+    keyed: dict[str, list[tuple[str, str]]] = {}
+    manifest_rows: dict[str, list[dict]] = {}
+    for name, uri in manifests.items():
+        manifest_rows[name], failed = read_denoise_manifest(uri, storage_options)
+        prefix = f"{name}: " if len(systems) > 1 else ""
+        unpaired.extend(Unpaired(u.uri, u.role, prefix + u.reason) for u in failed)
+    if manifests:
+        inputs = list(dict.fromkeys(row["input_filepath"] for rows in manifest_rows.values() for row in rows))
+        input_keys = dict(zip(inputs, keys_below_common_folder(inputs, storage_options)))
+    for name, uri in systems.items():
+        if name in manifests:
+            keyed[name] = [(input_keys[row["input_filepath"]], row["audio_filepath"]) for row in manifest_rows[name]]
+        else:
+            keyed[name] = _listed(uri, storage_options)
+    if manifests:
+        keyed["noisy"] = [(input_keys[uri], uri) for uri in inputs]
+    elif noisy is not None:
+        keyed["noisy"] = _listed(noisy, storage_options)
     if clean is not None:
         keyed["clean"] = _listed(clean, storage_options)
+    if not keyed:
+        raise ValueError("nothing to pair: give an enhanced set or the noisy files")
 
     by_match: dict[str, dict[str, tuple[str, str]]] = {}
     for role, files in keyed.items():
         by_match[role], left_out = _index_by_match_key(files, role, pair_by)
         unpaired.extend(left_out)
-    pairing = _join(by_match)
+    pairing = _join(by_match, systems=list(systems))
     pairing.unpaired = unpaired + pairing.unpaired
     return pairing
 
@@ -169,8 +214,10 @@ def _index_by_match_key(
     return index, left_out
 
 
-def _join(by_match: dict[str, dict[str, tuple[str, str]]]) -> Pairing:
-    roles = [role for role in ROLES if role in by_match]
+def _join(by_match: dict[str, dict[str, tuple[str, str]]], systems: list[str]) -> Pairing:
+    """Items for the match keys present in every role; the first role (systems in order, then noisy,
+    then clean) gives the item's key."""
+    roles = systems + [role for role in PARTNER_ROLES if role in by_match]
     pairing = Pairing()
     for matched in sorted(set().union(*(by_match[role] for role in roles))):
         present = {role: by_match[role][matched] for role in roles if matched in by_match[role]}
@@ -179,9 +226,10 @@ def _join(by_match: dict[str, dict[str, tuple[str, str]]]) -> Pairing:
             reason = f"no {' or '.join(missing)} file matches {matched!r}"
             pairing.unpaired.extend(Unpaired(uri, role, reason) for role, (_, uri) in present.items())
             continue
-        key = present["enhanced"][0]
-        pairing.items.append(
-            EvaluationItem(key, **{role: uri for role, (_, uri) in present.items()})
-        )
+        pairing.items.append(EvaluationItem(
+            key=present[roles[0]][0],
+            enhanced={system: present[system][1] for system in systems},
+            **{role: present[role][1] for role in PARTNER_ROLES if role in present},
+        ))
     pairing.items.sort(key=lambda item: item.key)
     return pairing
