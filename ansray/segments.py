@@ -152,12 +152,14 @@ def segments_in_order(chunks: Iterable[np.ndarray], plan: SegmentPlan, lead: tup
 class StitchInOrder:
     """Cross-fades segments 0, 1, ... as they arrive; `add` returns the signal samples each one completes.
 
-    What is held is one overlap, not the whole signal; `overlap_add` is this over a list.
+    What is held is one overlap, not the whole signal; `overlap_add` is this over a list. Starting at
+    segment `first` > 0 stitches a later stretch on its own (a piece of a long file): the first segment
+    added then only primes the cross-fade, and the samples it returns lack the earlier segment's share.
     """
 
-    def __init__(self, plan: SegmentPlan):
+    def __init__(self, plan: SegmentPlan, first: int = 0):
         self.plan = plan
-        self.added = 0
+        self.added = first
         self._carry = None  # the previous segment's weighted tail, over the next one's overlap
 
     def add(self, segment: np.ndarray) -> np.ndarray:

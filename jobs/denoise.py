@@ -2,16 +2,21 @@
 
     python jobs/denoise.py --input s3://bucket/raw/ --output s3://bucket/clean/ --model ./frcrn_dir
 
-Also runs unchanged under `ray job submit -- python jobs/denoise.py ...`.
+Also runs unchanged under `ray job submit -- python jobs/denoise.py ...` (give absolute paths or URIs
+there). Local paths are made absolute here, on the driver; on a cluster of several nodes they must be on
+a filesystem every node mounts at the same path (checked at start), or use `local://PATH` to read and
+write on the driver's node only. Outputs never overwrite inputs: an output that is or holds an input is
+refused, and files inside the output are never taken as inputs. Two inputs whose outputs would have the
+same name (`x.flac` and `x.ogg` with `--output-format wav`) are both refused with an error row naming
+the other; rename one, or use `--suffix` or `--output-format same`.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import logging
 import sys
 
+from ansray.cli import JobArgumentParser, add_cluster_flags, add_storage_flags, configure_logging, run_job
 from ansray.denoise import DenoiseConfig, run_denoise
 from ansray.enhance import DTYPES, SegmentOptions
 from ansray.denoise.files import OUTPUT_FORMATS
@@ -28,14 +33,6 @@ def parse_actors(text: str) -> tuple[int, int]:
     return parts[0], parts[1]
 
 
-def add_storage_flags(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--storage-options", type=json.loads, default=None,
-                        help="JSON dict passed to fsspec/s3fs, e.g. '{\"client_kwargs\": {\"endpoint_url\": ...}}'. "
-                             "Credentials otherwise come from the standard AWS_* environment (default: none)")
-    parser.add_argument("--address", default=None,
-                        help="Ray cluster address (default: $RAY_ADDRESS, else a local embedded Ray)")
-
-
 def add_segment_flags(parser: argparse.ArgumentParser) -> None:
     defaults = SegmentOptions()
     parser.add_argument("--segment-seconds", type=float, default=defaults.segment_seconds,
@@ -47,7 +44,7 @@ def add_segment_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = JobArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--input", action="append", required=True,
                         help="a directory/prefix, glob, audio URI or manifest (.txt/.jsonl); repeatable")
     parser.add_argument("--output", required=True, help="output root; the input tree is mirrored under it")
@@ -75,6 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="score input and output in the manifest: 'dnsmos' adds DNSMOS SIG/BAK/OVRL/P.808 "
                              "before and after (needs the eval extra; default: none)")
     add_storage_flags(parser)
+    add_cluster_flags(parser)
     return parser
 
 
@@ -101,7 +99,7 @@ def config_from_args(args: argparse.Namespace) -> DenoiseConfig:
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    configure_logging()
     args = build_parser().parse_args(argv)
     summary = run_denoise(config_from_args(args))
     print(summary.line())
@@ -109,4 +107,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_job(main))

@@ -1,13 +1,13 @@
-"""One input file's trip: plan (header, level, segments), read segments at 16 kHz, finish (stitch, write).
+"""One input file's trip: plan (header, level, segments), read segments at 16 kHz, stitch, write.
 
-Memory per step is bounded by a window (a whole file up to `WHOLE_FILE_SECONDS`), except
-`finish_file`, which holds one file's enhanced samples (4 bytes per sample per channel at 16 kHz, plus
-the source-rate copy) and never activations.
+Memory per step is bounded by a window (a whole file up to `WHOLE_FILE_SECONDS`): the output is
+resampled back and encoded as its stitched samples arrive, and appears whole only at the end.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -15,9 +15,10 @@ import soundfile as sf
 
 from ansray.denoise.quality import quality_columns
 from ansray.enhance import MODEL_RATE, SegmentOptions, model_length
-from ansray.io import AudioInfo, AudioRef, downmix, output_uri, read_audio, resample, write_audio
+from ansray.io import AudioInfo, AudioRef, StreamResampler, downmix, read_audio, resample
+from ansray.io.audio import AudioWriter
 from ansray.level import LevelMeter
-from ansray.segments import SegmentPlan, overlap_add
+from ansray.segments import SegmentPlan, StitchInOrder, overlap_add
 
 # Level statistics are gathered in windows of this many seconds, so long files are never held whole.
 STATS_WINDOW_SECONDS = 30.0
@@ -84,17 +85,17 @@ class FilePlan:
         )
 
 
-def output_format(info: AudioInfo, requested: str) -> tuple[str, str, str]:
-    """(format, subtype, extension) of the output: the source's own, or WAV/FLAC keeping the bit depth."""
+def output_format(info: AudioInfo, requested: str) -> tuple[str, str]:
+    """(format, subtype) of the output: the source's own, or WAV/FLAC keeping the bit depth."""
     if requested not in OUTPUT_FORMATS:
         raise ValueError(f"output format must be one of {OUTPUT_FORMATS}, got {requested!r}")
     if requested == "same":
-        return info.format, info.subtype, None
+        return info.format, info.subtype
     format = requested.upper()
     subtype = info.subtype if sf.check_format(format, info.subtype) else ("PCM_24" if format == "FLAC" else "PCM_16")
     if format == "FLAC" and not sf.check_format(format, subtype):
         subtype = "PCM_24"
-    return format, subtype, "." + requested
+    return format, subtype
 
 
 def _windows(info: AudioInfo, seconds: float):
@@ -110,11 +111,10 @@ def _prepared(data: np.ndarray, mixdown: bool) -> np.ndarray:
 def plan_file(
     ref: AudioRef,
     info: AudioInfo,
-    output_root: str,
+    output: str,
     options: SegmentOptions,
     *,
     requested_format: str = "same",
-    suffix: str | None = None,
     mixdown: bool = False,
     storage_options: dict | None = None,
     reader: SourceReader | None = None,
@@ -122,7 +122,7 @@ def plan_file(
     """Measures the file's level (two windowed passes) and plans its segments. Raises AudioDecodeError.
 
     `reader` may be shared with `read_segments` so that a short file is decoded once."""
-    format, subtype, extension = output_format(info, requested_format)
+    format, subtype = output_format(info, requested_format)
     reader = reader or SourceReader(ref, info, storage_options)
     meter = LevelMeter(1 if mixdown else info.channels)
     for level_pass in (meter.add_first_pass, meter.add_second_pass):
@@ -131,7 +131,7 @@ def plan_file(
     return FilePlan(
         ref=ref,
         info=info,
-        output=output_uri(ref, output_root, suffix=suffix, extension=extension),
+        output=output,
         format=format,
         subtype=subtype,
         gains=tuple(float(g) for g in meter.gains()),
@@ -171,26 +171,57 @@ def read_segments(
     return out
 
 
-def finish_file(
-    plan: FilePlan, enhanced: np.ndarray, storage_options: dict | None = None, quality: tuple[str, ...] = ()
-) -> dict:
-    """Stitches [count, channels, segment] enhanced segments, restores rate, level and format, writes.
+def stitch_segments(plan: FilePlan, segments: np.ndarray, first: int = 0, primed: bool = False) -> np.ndarray:
+    """Cross-fades consecutive enhanced segments [count, channels, segment] of `plan`, the first being
+    segment `first`, into the signal samples they complete: [channels, n] at 16 kHz.
 
-    Returns the output's facts for the manifest, with the `quality` scores of input and output.
+    `primed`: the first segment only carries its tail into the next one's cross-fade (a long file's piece
+    repeats the last segment of the piece before it), and its own samples are left out.
+    """
+    stitch = StitchInOrder(plan.segments, first=first)
+    pieces = [stitch.add(segment) for segment in segments]
+    return np.concatenate(pieces[1:] if primed else pieces, axis=-1)
+
+
+def write_output(
+    plan: FilePlan, stitched: Iterable[np.ndarray], storage_options: dict | None = None, quality: tuple[str, ...] = ()
+) -> dict:
+    """Writes the output from its stitched 16 kHz samples ([channels, n] chunks, in order): resampled back
+    to the source rate as they arrive, level restored, encoded in the source's (or the requested) format,
+    published atomically. Returns the output's facts for the manifest, with the `quality` scores.
     """
     gains = np.asarray(plan.gains, dtype=np.float32)
-    stitched = overlap_add(list(enhanced), plan.segments)  # [channels, model samples]
-    restored = resample(np.ascontiguousarray(stitched.T), MODEL_RATE, plan.info.sample_rate)
-    restored = restored[: plan.info.frames] / gains
-    write_audio(
-        plan.output, restored, plan.info.sample_rate, format=plan.format, subtype=plan.subtype,
-        storage_options=storage_options,
-    )
-    facts = {"audio_filepath": plan.output, "duration": plan.info.duration, "channels": restored.shape[1]}
+    from_model = StreamResampler(MODEL_RATE, plan.info.sample_rate, plan.channels)
+    kept_at_model_rate = [] if quality else None
+    frames = plan.info.frames
+    with AudioWriter(plan.output, plan.info.sample_rate, plan.channels, format=plan.format, subtype=plan.subtype,
+                     storage_options=storage_options) as writer:
+        for chunk in _with_last(stitched):
+            samples, last = chunk
+            if kept_at_model_rate is not None:
+                kept_at_model_rate.append(samples)
+            restored = from_model.push(np.ascontiguousarray(samples.T), last=last)
+            restored = restored[: frames - writer.frames] / gains
+            writer.write(restored)
+        if writer.frames != frames:
+            raise RuntimeError(f"{plan.output}: stitching produced {writer.frames} of {frames} frames")
+    facts = {"audio_filepath": plan.output, "duration": plan.info.duration, "sample_rate": plan.info.sample_rate,
+             "channels": plan.channels}
     if quality:
         # The input as the model saw it (16 kHz, same channels), rebuilt from its segments: the
         # cross-fade of identical copies is the identity; a long file is read one window at a time.
         reader = SourceReader(plan.ref, plan.info, storage_options)
         noisy = overlap_add([read_segments(plan, i, reader=reader) for i in range(plan.segments.count)], plan.segments)
-        facts |= quality_columns(noisy / gains[:, None], stitched / gains[:, None], MODEL_RATE, quality)
+        enhanced = np.concatenate(kept_at_model_rate, axis=-1)
+        facts["scores"] = quality_columns(noisy / gains[:, None], enhanced / gains[:, None], MODEL_RATE, quality)
     return facts
+
+
+def _with_last(chunks: Iterable[np.ndarray]):
+    """(chunk, is_last) for each chunk; an empty stream yields nothing."""
+    iterator = iter(chunks)
+    previous = next(iterator, None)
+    while previous is not None:
+        current = next(iterator, None)
+        yield previous, current is None
+        previous = current

@@ -1,64 +1,47 @@
-"""The denoise job's Ray Data pipeline.
+"""The denoise job: plan on the driver, then a Ray Data pipeline of bundles, with metadata only coming back.
 
-    list_audio -> resume filter -> from_items(files)
-      -> flat_map(segment_rows)            CPU tasks: header, level, segments at 16 kHz, per channel
-      -> map_batches(SegmentEnhancer)      actor pool of FRCRN replicas (GPU or CPU)
-      -> driver: gather a file's segments -> finish_file task (stitch, resample, encode, write,
-                                            optional DNSMOS of input and output)
-      -> manifest row
+    plan_job (driver)           canonical locations, inputs listed, outputs named, unsafe paths refused
+    read_bundles    (tasks)     header, level, segments at 16 kHz, packed into bundles
+    SegmentEnhancer (actors)    FRCRN replicas (GPU or CPU), weights shipped through the object store
+    finish_bundles  (tasks)     stitch, resample back, restore level, encode, write (or stage a piece)
+    driver                      manifest rows as results arrive; long files joined by `assemble_output` tasks
 
-Writes are atomic and the manifest is appended as files finish, so a killed job loses only what was
-in flight, and a rerun completes the rest.
+Enhanced audio flows from the actors to the tasks that write it, never through the driver. Writes are
+atomic and the manifest is appended as files finish, so a killed job loses only what was in flight, and
+a rerun completes the rest. Files left without an outcome by a failure of the cluster (a lost node) are
+run again, up to `ATTEMPTS` times in all.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import os
+import math
 import time
 from dataclasses import asdict, dataclass, field
 
-import numpy as np
-
-from ansray.enhance import SegmentOptions, enhance_batch, inference_model
-from ansray.io import AudioDecodeError, AudioRef, audio_info, exists, join_uri, list_audio
-from ansray.model import load_model, weights_digest
-from ansray.denoise.files import FilePlan, SourceReader, finish_file, plan_file, read_segments
-from ansray.denoise.manifest import ManifestWriter, latest_rows, read_manifest_rows
-from ansray.denoise.quality import check_quality, has_quality
+from ansray import cluster
+from ansray.denoise.bundles import assemble_output, finish_bundles, read_bundles, staging_key
+from ansray.denoise.config import DenoiseConfig
+from ansray.denoise.enhancer import SegmentEnhancer
+from ansray.denoise.manifest import ManifestRow, ManifestWriter, latest_rows, read_manifest_rows
+from ansray.denoise.plan import FileTask, JobPlan, Locations, PathSafetyError, plan_job, resolve_locations
+from ansray.denoise.quality import check_quality
+from ansray.io import fs_for, join_uri
+from ansray.io.errors import STORAGE_ERRORS, StorageError, describe
+from ansray.model import load_model, model_weights, weights_digest
 
 log = logging.getLogger("ansray.denoise")
 
-MANIFEST_KEY = "_ansray/manifest.jsonl"
 PROGRESS_SECONDS = 10.0
-# Errors that describe the input, not the machine: they become `error` rows, never a crashed job.
-INPUT_ERRORS = (AudioDecodeError, ValueError, OSError, RuntimeError)
-
-
-@dataclass(frozen=True)
-class DenoiseConfig:
-    inputs: tuple[str, ...]
-    output: str
-    model: str
-    manifest: str | None = None
-    actors: tuple[int, int] = (1, 1)
-    gpus_per_actor: float = 0.0
-    cpus_per_actor: float = 1.0
-    segments: SegmentOptions = field(default_factory=SegmentOptions)
-    dtype: str = "float32"
-    output_format: str = "same"
-    suffix: str | None = None
-    overwrite: bool = False
-    mixdown: bool = False
-    limit: int | None = None
-    storage_options: dict | None = None
-    address: str | None = None
-    quality: tuple[str, ...] = ()  # no-reference scores of input and output in the manifest: "dnsmos"
-
-    @property
-    def manifest_uri(self) -> str:
-        return self.manifest or join_uri(self.output, MANIFEST_KEY)
+# Segments (of one channel each) per bundle: a CPU actor call then runs minutes of audio, and a row
+# stays ~20 MB. GPUs get at least two model batches per call.
+BUNDLE_SEGMENTS = 32
+# Files per read task at most, and bytes of input: Ray Data's costs per task are paid per group, while
+# a group stays small enough to spread over the cluster.
+GROUP_FILES = 16
+GROUP_BYTES = 64 * 2**20
+ATTEMPTS = 3
 
 
 @dataclass
@@ -68,7 +51,7 @@ class DenoiseSummary:
     skipped: int = 0
     audio_seconds: float = 0.0
     wall_seconds: float = 0.0
-    startup_seconds: float = 0.0  # listing, model digest and Ray start-up, before the first file is read
+    startup_seconds: float = 0.0  # planning, model check and Ray start-up, before the first file is read
     errors: list[str] = field(default_factory=list)
 
     @property
@@ -84,250 +67,257 @@ class DenoiseSummary:
         )
 
 
-def segment_rows(item: dict, *, output_root: str, options: SegmentOptions, output_format: str,
-                 suffix: str | None, mixdown: bool, storage_options: dict | None):
-    """One row per (segment, channel) of one file; an input error yields a single error row."""
-    ref = AudioRef(**item["ref"])
-    file_id = item["file_id"]
-    try:
-        info = audio_info(ref.uri, storage_options)
-        reader = SourceReader(ref, info, storage_options)
-        plan = plan_file(ref, info, output_root, options, requested_format=output_format, suffix=suffix,
-                         mixdown=mixdown, reader=reader)
-        plan_text = json.dumps(plan.to_dict())
-        for index in range(plan.segments.count):
-            segments = read_segments(plan, index, reader=reader)
-            for channel, audio in enumerate(segments):
-                yield {"file_id": file_id, "segment": index, "channel": channel, "audio": audio,
-                       "plan": plan_text, "error": "", "error_kind": ""}
-    except INPUT_ERRORS as error:
-        decode_error = isinstance(error, AudioDecodeError)
-        reason = str(error) if decode_error else f"{ref.uri}: {error}"
-        length = options.plan(0).segment
-        yield {"file_id": file_id, "segment": -1, "channel": -1, "audio": np.zeros(length, np.float32),
-               "plan": "", "error": reason, "error_kind": "input" if decode_error else "system"}
-
-
-class SegmentEnhancer:
-    """A Ray Data actor holding one FRCRN replica; `__call__` enhances a batch of equal-length segments."""
-
-    def __init__(self, model: str, dtype: str = "float32", threads: int = 1, storage_options: dict | None = None):
-        import torch
-
-        use_gpu = torch.cuda.is_available()
-        if not use_gpu:
-            torch.set_num_threads(max(1, threads))
-        device = "cuda" if use_gpu else "cpu"
-        self.dtype = dtype
-        self.model = inference_model(load_model(model, device=device, storage_options=storage_options))
-
-    def __call__(self, batch: dict) -> dict:
-        # Rows of one length run as one batch; lengths differ only where segments are fitted to files.
-        audio = list(batch.pop("audio"))
-        enhanced = [np.zeros_like(row) for row in audio]
-        by_length = {}
-        for i, row in enumerate(audio):
-            if batch["segment"][i] >= 0:
-                by_length.setdefault(len(row), []).append(i)
-        for rows in by_length.values():
-            for i, out in zip(rows, enhance_batch(self.model, np.stack([audio[i] for i in rows]), self.dtype)):
-                enhanced[i] = out
-        batch["enhanced"] = _column(enhanced)
-        return batch
-
-
-def _column(rows: list[np.ndarray]) -> np.ndarray:
-    """Rows as one [rows, length] array, or an object array of them when their lengths differ."""
-    if len({len(row) for row in rows}) <= 1:
-        return np.stack(rows)
-    column = np.empty(len(rows), dtype=object)
-    for i, row in enumerate(rows):
-        column[i] = row
-    return column
-
-
-@dataclass
-class _FileState:
-    plan: FilePlan
-    enhanced: np.ndarray  # [count, channels, segment]
-    missing: set
-    started: float
-
-
-def _is_under(uri: str, root: str) -> bool:
-    return uri.startswith(root.rstrip("/") + "/")
-
-
-def files_to_process(refs: list[AudioRef], previous: dict[str, dict], config: DenoiseConfig) -> tuple[list, list]:
-    """(refs to process, refs resumed).
-
-    An input is resumed when its stamp is unchanged and either its output is recorded ok (with the
-    requested quality scores) and still exists, or the input itself was found unusable (a decode
-    error would only repeat). Inputs that failed for other reasons (storage, workers) are retried.
-    """
-    todo, resumed = [], []
-    for ref in refs:
-        row = previous.get(ref.uri)
-        done = not config.overwrite and row is not None and row.get("input_stamp") == ref.stamp and (
-            (row.get("status") == "ok" and has_quality(row, config.quality)
-             and exists(row["audio_filepath"], config.storage_options))
-            or (row.get("status") == "error" and row.get("error_kind") == "input")
-        )
-        (resumed if done else todo).append(ref)
-    return todo, resumed
-
-
-def _init_ray(address: str | None) -> None:
-    import ray
-
-    if ray.is_initialized():
-        return
-    address = address or os.environ.get("RAY_ADDRESS") or None
-    ray.init(address=address, logging_level=logging.WARNING, log_to_driver=True)
-
-
-def check_cpus_left_for_files(config: DenoiseConfig) -> None:
-    """Fails when the actors would take every CPU of a local Ray: the tasks that read, stitch and write
-    files need one, and without it the job waits forever. A remote cluster may still add nodes, so
-    there it only warns."""
-    import ray
-
-    cpus = ray.cluster_resources().get("CPU", 0)
-    actor_cpus = config.actors[1] * config.cpus_per_actor
-    if cpus - actor_cpus >= 1:
-        return
-    message = (f"the Ray cluster has {cpus:g} CPUs and {config.actors[1]} actors of {config.cpus_per_actor:g} CPUs "
-               f"take {actor_cpus:g}: at least 1 must be left to read and write files; lower --actors or "
-               "--cpus-per-actor")
-    if config.address or os.environ.get("RAY_ADDRESS"):
-        log.warning("%s, or add nodes: the job waits until the cluster has them", message)
-    else:
-        raise ValueError(message)
-
-
 def run_denoise(config: DenoiseConfig, enhancer_cls=SegmentEnhancer) -> DenoiseSummary:
     started = time.monotonic()
     summary = DenoiseSummary()
-    storage_options = config.storage_options
-    refs = [r for r in list_audio(list(config.inputs), storage_options=storage_options) if not _is_under(r.uri, config.output)]
-    if config.limit is not None:
-        refs = refs[: config.limit]
+    locations = resolve_locations(config, cluster.relative_paths_are_unsafe())
     check_quality(config.quality)  # fail fast, before any work
-    model = load_model(config.model, storage_options=storage_options)
-    model_id = {"source": config.model, "weights_sha256": weights_digest(model)}
-    del model
+    model = load_model(locations.model, storage_options=locations.storage_options)
+    model_id = {"source": locations.model, "weights_sha256": weights_digest(model)}
 
-    previous_rows = read_manifest_rows(config.manifest_uri, storage_options)
-    todo, resumed = files_to_process(refs, latest_rows(previous_rows), config)
-    summary.skipped = len(resumed)
-    manifest = ManifestWriter(config.manifest_uri, previous_rows, storage_options)
-    log.info("%d inputs: %d to process, %d already done", len(refs), len(todo), len(resumed))
+    previous_rows = _read_previous_rows(locations)
+    plan = plan_job(config, locations, latest_rows(previous_rows))
+    summary.skipped = len(plan.resumed)
+    manifest = ManifestWriter(locations.manifest, previous_rows, locations.storage_options)
+    log.info("%d inputs: %d to process, %d already done, %d refused", plan.listed, len(plan.todo),
+             len(plan.resumed), len(plan.refused))
+    results = Results(plan, manifest, summary, model_id)
+    for row in plan.refused:
+        results.record(row)
 
-    if todo:
-        _init_ray(config.address)
-        check_cpus_left_for_files(config)
+    if plan.todo:
+        cluster.connect(config.address)
+        check_cluster(config, locations)
+        weights = _put(model_weights(model))
+        del model
         summary.startup_seconds = time.monotonic() - started
-        _run_pipeline(config, todo, enhancer_cls, model_id, manifest, summary, started)
+        for attempt in range(1, ATTEMPTS + 1):
+            remaining = [task for task in plan.todo if task.file_id not in results.finished]
+            if not remaining:
+                break
+            if attempt > 1:
+                log.warning("attempt %d of %d for %d files left without an outcome", attempt, ATTEMPTS, len(remaining))
+            try:
+                _run_pipeline(config, locations, remaining, weights, enhancer_cls, results)
+            except Exception as error:  # noqa: BLE001 - a failure of the cluster, not of a file: retried
+                log.warning("the pipeline failed (%s); files without an outcome are retried", describe(error))
+        for task in plan.todo:
+            if task.file_id not in results.finished:
+                results.failed(task, f"{task.ref.uri}: no output was produced in {ATTEMPTS} attempts "
+                                     "(workers or nodes failed)", "system")
     manifest.compact()
     summary.wall_seconds = time.monotonic() - started
     return summary
 
 
-def _run_pipeline(config, todo, enhancer_cls, model_id, manifest, summary, started):
+def _read_previous_rows(locations: Locations) -> list[dict]:
+    """The manifest so far. Storage that cannot be reached stops the job here, before any work."""
+    try:
+        return read_manifest_rows(locations.manifest, locations.storage_options)
+    except STORAGE_ERRORS as error:
+        if isinstance(error, StorageError):
+            raise
+        raise StorageError(locations.manifest, f"cannot read the manifest: {describe(error)}") from None
+
+
+def _put(value):
     import ray
 
-    storage_options = config.storage_options
-    items = [{"file_id": i, "ref": asdict(ref)} for i, ref in enumerate(todo)]
-    dataset = ray.data.from_items(items, override_num_blocks=len(items))
-    dataset = dataset.flat_map(
-        segment_rows,
-        fn_kwargs=dict(output_root=config.output, options=config.segments, output_format=config.output_format,
-                       suffix=config.suffix, mixdown=config.mixdown, storage_options=storage_options),
+    return ray.put(value)
+
+
+def check_cluster(config: DenoiseConfig, locations: Locations) -> None:
+    """Refuses a cluster the job would hang or scatter files on, before any work.
+
+    - Actors that take every CPU of a local Ray leave none to read and write files: it would wait
+      forever. A remote cluster may still add nodes, so there it only warns.
+    - Local paths on several nodes must be one shared filesystem (each node is asked whether it sees
+      them), unless `local://` keeps the file work on the driver's node.
+    """
+    import ray
+
+    cpus = ray.cluster_resources().get("CPU", 0)
+    actor_cpus = config.actors[1] * config.cpus_per_actor
+    if cpus - actor_cpus < 1:
+        message = (f"the Ray cluster has {cpus:g} CPUs and {config.actors[1]} actors of {config.cpus_per_actor:g} "
+                   f"CPUs take {actor_cpus:g}: at least 1 must be left to read and write files; lower --actors "
+                   "or --cpus-per-actor")
+        if not cluster.is_remote_cluster(config.address):
+            raise ValueError(message)
+        log.warning("%s, or add nodes: the job waits until the cluster has them", message)
+    if locations.on_driver_node:
+        node = next(n for n in cluster.alive_nodes() if n["NodeID"] == cluster.driver_node_id())
+        if node.get("Resources", {}).get("CPU", 0) < 1:
+            raise ValueError("a local:// location pins reading and writing to the driver's node, which has no "
+                             "CPU for Ray tasks; run the driver on a node with CPUs, or use shared storage")
+        log.info("local:// locations: files are read and written on the driver's node only")
+        return
+    roots = locations.local_roots()
+    nodes = cluster.alive_nodes()
+    if not roots or len(nodes) < 2:
+        return
+    fs, path = fs_for(locations.output, locations.storage_options)
+    fs.makedirs(path, exist_ok=True)
+    missing = cluster.paths_missing_on_nodes(roots)
+    if missing:
+        node, paths = next(iter(missing.items()))
+        raise PathSafetyError(
+            f"{paths[0]} is not visible on node {node} of this {len(nodes)}-node cluster: local paths must be on "
+            "a filesystem shared by every node (mounted at the same path); otherwise use object storage "
+            "(s3://...), or local:// to read and write on the driver's node only")
+    log.info("local paths on a %d-node cluster: assuming a filesystem shared by every node (each node sees %s)",
+             len(nodes), ", ".join(roots))
+
+
+def file_groups(tasks: list[FileTask], parallelism: int) -> list[list[FileTask]]:
+    """Groups of files for the read tasks: at most about `GROUP_FILES` files and `GROUP_BYTES` each, and at
+    least `parallelism` groups where there are that many files. Dealt largest first, so groups hold alike
+    numbers of files and of bytes."""
+    total = sum(task.ref.size for task in tasks)
+    count = min(len(tasks), max(math.ceil(len(tasks) / GROUP_FILES), math.ceil(total / GROUP_BYTES), parallelism))
+    groups = [[] for _ in range(count)]
+    for k, task in enumerate(sorted(tasks, key=lambda t: t.ref.size, reverse=True)):
+        groups[k % count].append(task)
+    return groups
+
+
+def _run_pipeline(config: DenoiseConfig, locations: Locations, tasks: list[FileTask], weights, enhancer_cls,
+                  results: "Results") -> None:
+    import ray
+
+    parallelism = int(ray.cluster_resources().get("CPU", 1))
+    groups = [{"files": json.dumps([{"file_id": t.file_id, "ref": asdict(t.ref), "output": t.output}
+                                    for t in group])}
+              for group in file_groups(tasks, parallelism)]
+    file_work = cluster.pinned_to_driver_node() if locations.on_driver_node else {}
+    segments = config.segments
+    dataset = ray.data.from_items(groups, override_num_blocks=len(groups))
+    dataset = dataset.map_batches(
+        read_bundles, batch_size=None, num_cpus=1, **file_work,
+        fn_kwargs=dict(options=segments, capacity=max(BUNDLE_SEGMENTS, 2 * segments.batch_size),
+                       output_format=config.output_format, mixdown=config.mixdown,
+                       storage_options=locations.storage_options),
     )
     low, high = config.actors
     dataset = dataset.map_batches(
         enhancer_cls,
-        fn_constructor_kwargs=dict(model=config.model, dtype=config.dtype,
-                                   threads=int(max(1, config.cpus_per_actor)), storage_options=storage_options),
-        batch_size=config.segments.batch_size,
+        fn_constructor_kwargs=dict(weights=weights, dtype=config.dtype, threads=int(max(1, config.cpus_per_actor)),
+                                   batch_size=segments.batch_size),
+        batch_size=1,
         batch_format="numpy",
         compute=ray.data.ActorPoolStrategy(min_size=low, max_size=high),
         num_cpus=config.cpus_per_actor,
         num_gpus=config.gpus_per_actor or None,
     )
-    finish = ray.remote(num_cpus=1)(finish_file)
-    states: dict[int, _FileState] = {}
-    finished: set[int] = set()
-    pending = {}
-    total = len(todo)
-    last_progress = time.monotonic()
-
-    def record(row: dict, file_id: int) -> None:
-        ref = todo[file_id]
-        row = {"input_filepath": ref.uri, "input_stamp": ref.stamp, "model": model_id} | row
-        manifest.append(row)
-        finished.add(file_id)
-        if row["status"] == "ok":
-            summary.ok += 1
-            summary.audio_seconds += row["duration"]
-        else:
-            summary.error += 1
-            summary.errors.append(row["error"])
-            log.warning("error: %s", row["error"])
-
-    def collect(block: bool) -> None:
-        if not pending:
-            return
-        done, _ = ray.wait(list(pending), num_returns=1 if block else len(pending), timeout=None if block else 0)
-        for ref in done:
-            file_id, state = pending.pop(ref)
-            try:
-                facts = ray.get(ref)
-                row = facts | {"sample_rate": state.plan.info.sample_rate, "status": "ok", "error": None, "error_kind": None,
-                               "seconds_processing": round(time.monotonic() - state.started, 3)}
-            except Exception as error:  # noqa: BLE001 - a failed write is this file's error, not the job's
-                cause = getattr(error, "cause", None) or error
-                row = _error_row(f"{state.plan.output}: could not write output: {cause}", "system")
-            record(row, file_id)
-
+    dataset = dataset.map_batches(
+        finish_bundles, batch_size=1, num_cpus=1, **file_work,
+        fn_kwargs=dict(storage_options=locations.storage_options, quality=config.quality, staging=locations.staging),
+    )
+    assemble = ray.remote(num_cpus=1, **file_work)(assemble_output)
+    joining = {}
     for batch in dataset.iter_batches(batch_size=None, batch_format="numpy"):
         for i in range(len(batch["file_id"])):
-            file_id = int(batch["file_id"][i])
-            if file_id in finished:
+            task = results.task(int(batch["file_id"][i]))
+            result = json.loads(batch["result"][i])
+            if task.file_id in results.finished:
                 continue
-            if batch["error"][i]:
-                states.pop(file_id, None)
-                record(_error_row(str(batch["error"][i]), str(batch["error_kind"][i])), file_id)
-                continue
-            state = states.get(file_id)
-            if state is None:
-                plan = FilePlan.from_dict(json.loads(batch["plan"][i]))
-                shape = (plan.segments.count, plan.channels, plan.segments.segment)
-                missing = {(j, c) for j in range(shape[0]) for c in range(shape[1])}
-                state = states[file_id] = _FileState(plan, np.zeros(shape, np.float32), missing, time.monotonic())
-            key = (int(batch["segment"][i]), int(batch["channel"][i]))
-            state.enhanced[key] = batch["enhanced"][i]
-            state.missing.discard(key)
-            if not state.missing:
-                del states[file_id]
-                pending[finish.remote(state.plan, state.enhanced, storage_options, config.quality)] = (file_id, state)
-        while len(pending) > 4:
-            collect(block=True)
-        collect(block=False)
-        if time.monotonic() - last_progress >= PROGRESS_SECONDS:
-            last_progress = time.monotonic()
-            elapsed = last_progress - started
-            log.info("%d/%d files, %.3f h of audio, %.1fx real time", len(finished), total,
-                     summary.audio_seconds / 3600, summary.audio_seconds / max(elapsed, 1e-9))
-            manifest.flush()
-    while pending:
-        collect(block=True)
-    for file_id, ref in enumerate(todo):
-        if file_id not in finished:
-            record(_error_row(f"{ref.uri}: no output was produced (segments lost by a failed worker)", "system"), file_id)
+            if "error" in result:
+                results.failed(task, result["error"], result["error_kind"], result["seconds"])
+                _drop_staged(task, locations)
+            elif "part" in result:
+                parts = results.add_part(task, int(batch["piece"][i]), int(batch["pieces"][i]), result)
+                if parts is not None:
+                    joining[assemble.remote(result["plan"], parts, locations.storage_options, config.quality)] = task
+            else:
+                results.succeeded(task, result)
+        _collect_joined(joining, results, block=False)
+        results.progress()
+    while joining:
+        _collect_joined(joining, results, block=True)
 
 
-def _error_row(reason: str, kind: str) -> dict:
-    """`kind` is "input" for an unusable input (skipped on rerun until it changes), else "system"."""
-    return {"audio_filepath": None, "duration": None, "sample_rate": None, "channels": None,
-            "status": "error", "error": reason, "error_kind": kind, "seconds_processing": None}
+def _collect_joined(joining: dict, results: "Results", block: bool) -> None:
+    import ray
+
+    if not joining:
+        return
+    done, _ = ray.wait(list(joining), num_returns=1 if block else len(joining), timeout=None if block else 0)
+    for ref in done:
+        task = joining.pop(ref)
+        started = results.part_seconds(task)
+        try:
+            facts = ray.get(ref)
+        except Exception as error:  # noqa: BLE001 - a failed join is this file's error, not the job's
+            cause = getattr(error, "cause", None) or error
+            results.failed(task, f"{task.output}: could not write output: {describe(cause)}", "system", started)
+            continue
+        results.succeeded(task, facts | {"seconds": started})
+
+
+def _drop_staged(task: FileTask, locations: Locations) -> None:
+    """Removes the staged pieces of a file that failed (best effort: a rerun overwrites them anyway)."""
+    uri = join_uri(locations.staging, staging_key(task.output))
+    try:
+        fs, path = fs_for(uri, locations.storage_options)
+        if fs.exists(path):
+            fs.rm(path, recursive=True)
+    except STORAGE_ERRORS as error:
+        log.warning("%s: could not remove staged pieces: %s", uri, describe(error))
+
+
+class Results:
+    """The driver's record of outcomes: manifest rows, the summary, and long files' staged pieces."""
+
+    def __init__(self, plan: JobPlan, manifest: ManifestWriter, summary: DenoiseSummary, model_id: dict):
+        self.tasks = {task.file_id: task for task in plan.todo}
+        self.manifest, self.summary, self.model_id = manifest, summary, model_id
+        self.finished: set[int] = set()
+        self.parts: dict[int, dict[int, dict]] = {}
+        self.total = len(plan.todo)
+        self.started = self.last_progress = time.monotonic()
+
+    def task(self, file_id: int) -> FileTask:
+        return self.tasks[file_id]
+
+    def add_part(self, task: FileTask, piece: int, pieces: int, result: dict) -> list[str] | None:
+        """Records one staged piece; returns every piece's URI, in order, once all have arrived."""
+        parts = self.parts.setdefault(task.file_id, {})
+        parts[piece] = result
+        return [parts[i]["part"] for i in range(pieces)] if len(parts) == pieces else None
+
+    def part_seconds(self, task: FileTask) -> float:
+        return round(sum(part.get("seconds", 0.0) for part in self.parts.get(task.file_id, {}).values()), 3)
+
+    def succeeded(self, task: FileTask, facts: dict) -> None:
+        scores = facts.get("scores") or {}
+        self.record(ManifestRow(
+            input_filepath=task.ref.uri, input_stamp=task.ref.stamp, status="ok",
+            audio_filepath=facts["audio_filepath"], duration=facts["duration"], sample_rate=facts["sample_rate"],
+            channels=facts["channels"], seconds_processing=facts.get("seconds"), model=self.model_id, scores=scores,
+        ), task.file_id)
+
+    def failed(self, task: FileTask, reason: str, kind: str, seconds: float | None = None) -> None:
+        self.record(ManifestRow.failed(task.ref.uri, task.ref.stamp, reason, kind, seconds_processing=seconds,
+                                       model=self.model_id), task.file_id)
+
+    def record(self, row: ManifestRow, file_id: int | None = None) -> None:
+        self.manifest.append(row)
+        if file_id is not None:
+            self.finished.add(file_id)
+            self.parts.pop(file_id, None)
+        if row.status == "ok":
+            self.summary.ok += 1
+            self.summary.audio_seconds += row.duration
+        else:
+            self.summary.error += 1
+            self.summary.errors.append(row.error)
+            log.warning("error: %s", row.error)
+
+    def progress(self) -> None:
+        now = time.monotonic()
+        if now - self.last_progress < PROGRESS_SECONDS:
+            return
+        self.last_progress = now
+        log.info("%d/%d files, %.3f h of audio, %.1fx real time", len(self.finished), self.total,
+                 self.summary.audio_seconds / 3600, self.summary.audio_seconds / max(now - self.started, 1e-9))
+        self.manifest.flush()

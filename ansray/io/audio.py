@@ -15,7 +15,7 @@ from collections.abc import Iterator
 import numpy as np
 import soundfile as sf
 
-from ansray.io.storage import open_input, write_bytes_atomic
+from ansray.io.storage import discard_file, open_input, publish_file, temporary_path_for
 
 _PCM_BITS = {"PCM_S8": 8, "PCM_U8": 8, "PCM_16": 16, "PCM_24": 24, "PCM_32": 32}
 _FLOAT_SUBTYPES = {"FLOAT", "DOUBLE"}
@@ -105,7 +105,55 @@ def write_audio(
     storage_options: dict | None = None,
 ) -> None:
     """Encodes `data` ([frames] or [frames, channels], float in [-1, 1]) and writes it atomically."""
-    write_bytes_atomic(uri, encode_audio(data, sample_rate, format, subtype), storage_options)
+    samples = _as_frames_by_channels(data)
+    with AudioWriter(uri, sample_rate, samples.shape[1], format=format, subtype=subtype,
+                     storage_options=storage_options) as writer:
+        writer.write(samples)
+
+
+class AudioWriter:
+    """Encodes [frames, channels] float blocks as they come; `uri` appears whole when the writer closes
+    without error, and is left untouched otherwise. Memory is one block, whatever the file's length.
+
+    Samples are converted as `encode_audio` does (rounded and clipped to integer subtypes, never wrapped).
+    """
+
+    def __init__(self, uri: str, sample_rate: int, channels: int, *, format: str, subtype: str,
+                 storage_options: dict | None = None):
+        format, subtype = format.upper(), subtype.upper()
+        if not sf.check_format(format, subtype):
+            raise ValueError(f"libsndfile cannot write format {format} with subtype {subtype}")
+        self.uri, self.subtype, self.storage_options = uri, subtype, storage_options
+        self.frames = 0
+        self._path = temporary_path_for(uri, storage_options)
+        self._sound = sf.SoundFile(self._path, "w", samplerate=sample_rate, channels=channels, format=format,
+                                   subtype=subtype)
+
+    def write(self, block: np.ndarray) -> None:
+        samples = _as_frames_by_channels(block)
+        for begin in range(0, len(samples), _ENCODE_BLOCK_FRAMES):
+            part = samples[begin : begin + _ENCODE_BLOCK_FRAMES]
+            if not np.isfinite(part).all():
+                raise ValueError(f"samples {self.frames}..{self.frames + len(part)} contain NaN or Inf")
+            self._sound.write(_to_subtype_range(part, self.subtype))
+            self.frames += len(part)
+
+    def close(self) -> None:
+        self._sound.close()
+        publish_file(self._path, self.uri, self.storage_options)
+
+    def discard(self) -> None:
+        self._sound.close()
+        discard_file(self._path)
+
+    def __enter__(self) -> "AudioWriter":
+        return self
+
+    def __exit__(self, kind, error, traceback) -> None:
+        if kind is None:
+            self.close()
+        else:
+            self.discard()
 
 
 def encode_audio(data: np.ndarray, sample_rate: int, format: str, subtype: str) -> bytes:

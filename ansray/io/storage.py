@@ -6,18 +6,24 @@ atomically. Credentials come from `storage_options` or the environment s3fs read
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime
+import filecmp
+import hashlib
 import json
 import os
 import posixpath
 import secrets
+import tempfile
 from collections.abc import Iterable, Sequence
 from typing import IO, Any
 
 import fsspec
 from fsspec.core import url_to_fs
 from fsspec.utils import get_protocol
+
+from ansray.io.uris import LOCAL_PROTOCOLS, protocol_of
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff")
 MANIFEST_EXTENSIONS = (".txt", ".jsonl", ".json")
@@ -29,7 +35,6 @@ _READ_BLOCK_SIZE = 4 * 2**20
 # Protocols whose single put makes an object appear complete or not at all. s3fs's put is one PUT,
 # or a multipart upload completed at the end and aborted on failure.
 _WHOLE_OBJECT_PROTOCOLS = {"s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "adl", "oss", "memory"}
-_LOCAL_PROTOCOLS = {"file", "local"}
 _GLOB_CHARACTERS = ("*", "?", "[")
 
 
@@ -59,6 +64,34 @@ class AudioRef:
     key: str
     size: int
     stamp: str
+
+
+# Non-secret S3 settings that botocore reads from each process's own environment, as (variable, client
+# setting), most specific first. A task reads its node's environment, not the driver's, so these are
+# passed to every task explicitly. Credentials never are: each node uses its own chain.
+_S3_ENVIRONMENT = (
+    ("AWS_ENDPOINT_URL_S3", "endpoint_url"),
+    ("AWS_ENDPOINT_URL", "endpoint_url"),
+    ("AWS_REGION", "region_name"),
+    ("AWS_DEFAULT_REGION", "region_name"),
+)
+
+
+def storage_options_for(
+    uris: Iterable[str], storage_options: dict | None = None, environ: dict | None = None
+) -> dict | None:
+    """The storage options every task of a job uses: `storage_options`, plus, where any URI is on S3,
+    the endpoint and region of the driver's environment that the options do not already set."""
+    environ = os.environ if environ is None else environ
+    options = json.loads(json.dumps(storage_options)) if storage_options else {}
+    if any(protocol_of(uri) in ("s3", "s3a") for uri in uris):
+        client = dict(options.get("client_kwargs") or {})
+        for variable, setting in _S3_ENVIRONMENT:
+            if environ.get(variable) and setting not in client and setting not in options:
+                client[setting] = environ[variable]
+        if client:
+            options["client_kwargs"] = client
+    return options or None
 
 
 def fs_for(uri: str, storage_options: dict | None = None) -> tuple[fsspec.AbstractFileSystem, str]:
@@ -125,7 +158,7 @@ def write_bytes_atomic(uri: str, data: bytes | Iterable[bytes], storage_options:
     disk may leave a hidden `.<name>.<random>.part` file behind, never a partial file at `uri`.
     """
     fs, path = fs_for(uri, storage_options)
-    if _protocols(fs) & _LOCAL_PROTOCOLS:
+    if _protocols(fs) & LOCAL_PROTOCOLS:
         _write_local_atomic(path, [data] if isinstance(data, (bytes, bytearray, memoryview)) else data)
     elif _protocols(fs) & _WHOLE_OBJECT_PROTOCOLS:
         fs.pipe_file(path, _as_bytes(data))
@@ -139,6 +172,80 @@ def write_bytes_atomic(uri: str, data: bytes | Iterable[bytes], storage_options:
             if fs.exists(temporary):
                 fs.rm_file(temporary)
     fs.invalidate_cache(path)
+
+
+def temporary_path_for(uri: str, storage_options: dict | None = None) -> str:
+    """A local path to build `uri`'s content in before `publish_file`: beside it for a local target
+    (so the rename is atomic), else in the system's temporary folder."""
+    fs, path = fs_for(uri, storage_options)
+    if _protocols(fs) & LOCAL_PROTOCOLS:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        return _temporary_name(path)
+    folder = tempfile.mkdtemp(prefix="ansray-")
+    return os.path.join(folder, posixpath.basename(path) or "object")
+
+
+def publish_file(local_path: str, uri: str, storage_options: dict | None = None) -> bool:
+    """Moves the finished local file `local_path` (from `temporary_path_for`) to `uri`, atomically:
+    `uri` holds its old content or all of the new, never a part. `local_path` is gone afterwards.
+
+    Returns False, writing nothing, when `uri` already holds exactly these bytes: a task that Ray runs
+    again after a lost node does not write its outputs a second time.
+    """
+    fs, path = fs_for(uri, storage_options)
+    try:
+        if _holds_same_bytes(fs, path, local_path):
+            return False
+        if _protocols(fs) & LOCAL_PROTOCOLS:
+            with open(local_path, "rb+") as file:
+                os.fsync(file.fileno())
+            os.replace(local_path, path)
+        elif _protocols(fs) & _WHOLE_OBJECT_PROTOCOLS:
+            fs.put_file(local_path, path)  # one PUT, or a multipart upload completed only at the end
+        else:
+            temporary = _temporary_name(path)
+            try:
+                fs.put_file(local_path, temporary)
+                fs.mv(temporary, path)
+            finally:
+                if fs.exists(temporary):
+                    fs.rm_file(temporary)
+    finally:
+        discard_file(local_path)
+    fs.invalidate_cache(path)
+    return True
+
+
+def _holds_same_bytes(fs: fsspec.AbstractFileSystem, path: str, local_path: str) -> bool:
+    """Whether `path` exists with the bytes of `local_path`. Object stores are asked for their MD5 ETag
+    (single-part uploads) instead of a download; anything else unknown counts as different."""
+    fs.invalidate_cache(path)
+    try:
+        info = fs.info(path)
+    except FileNotFoundError:
+        return False
+    if int(info.get("size") or -1) != os.path.getsize(local_path):
+        return False
+    if _protocols(fs) & LOCAL_PROTOCOLS:
+        return filecmp.cmp(path, local_path, shallow=False)
+    etag = str(info.get("ETag") or info.get("etag") or "").strip('"')
+    if len(etag) != 32 or not all(c in "0123456789abcdef" for c in etag.lower()):
+        return False
+    digest = hashlib.md5(usedforsecurity=False)
+    with open(local_path, "rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest() == etag.lower()
+
+
+def discard_file(local_path: str) -> None:
+    """Removes a temporary file from `temporary_path_for` (and its private folder, if it has one)."""
+    if os.path.exists(local_path):
+        os.unlink(local_path)
+    folder = os.path.dirname(local_path)
+    if os.path.basename(folder).startswith("ansray-") and folder.startswith(tempfile.gettempdir()):
+        with contextlib.suppress(OSError):
+            os.rmdir(folder)
 
 
 def list_audio(
@@ -320,7 +427,7 @@ def _relative_key(path: str, root: str) -> str:
 
 def _uri_like(fs: fsspec.AbstractFileSystem, path: str, like: str) -> str:
     """`path` as a URI in the style of `like`: a plain local path stays plain."""
-    if _protocols(fs) & _LOCAL_PROTOCOLS and "://" not in like:
+    if _protocols(fs) & LOCAL_PROTOCOLS and "://" not in like:
         return path
     return fs.unstrip_protocol(path)
 

@@ -1,6 +1,6 @@
 """FRCRN: the network, its STFT, loss, checkpoints and a fused inference path."""
 
-from .checkpoint import CheckpointError, load_model, save_model_dir, weights_digest
+from .checkpoint import CheckpointError, load_model, model_from_weights, model_weights, save_model_dir, weights_digest
 from .config import MODEL_SIZES, FRCRNConfig
 from .frcrn import FRCRN, FRCRNOutput
 from .inference import FRCRNInference, InferenceOutput
@@ -16,6 +16,8 @@ __all__ = [
     "MODEL_SIZES",
     "frcrn_loss",
     "load_model",
+    "model_from_weights",
+    "model_weights",
     "save_model_dir",
     "si_snr",
     "weights_digest",

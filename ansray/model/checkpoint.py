@@ -240,6 +240,22 @@ def save_model_dir(model: FRCRN, dest: str, storage_options: dict | None = None)
     write_bytes_atomic(join_uri(dest, CONFIG_NAME), text.encode("utf-8"), storage_options)
 
 
+def model_weights(model: FRCRN) -> dict:
+    """The model as plain data (config and float arrays): what a job ships to its workers through Ray's
+    object store, so that no worker needs the checkpoint's path."""
+    return {
+        "config": model.config.to_dict(),
+        "state": {k: v.detach().cpu().numpy() for k, v in model.state_dict().items()},
+    }
+
+
+def model_from_weights(weights: dict, device: str | torch.device = "cpu") -> FRCRN:
+    """The FRCRN that `model_weights` described, in eval mode on `device`."""
+    state = {k: torch.from_numpy(v.copy()) for k, v in weights["state"].items()}
+    model = build_from_state(state, FRCRNConfig.from_dict(weights["config"]), "model shipped by the driver")
+    return model.to(device).eval()
+
+
 def weights_digest(model: FRCRN) -> str:
     """A short content hash of the weights, recorded with every output the model produced."""
     digest = hashlib.sha256()

@@ -1,0 +1,125 @@
+"""What the denoise job's driver does per second of audio: its CPU time, and the bytes it receives.
+
+    python benchmarks/bench_driver.py [--files 40] [--seconds 10,60] [--repeats 2]
+
+The model is an identity (the segments come back unchanged), so the figures are the pipeline's own and
+not the model's. Driver CPU is this process's user+system time over `run_denoise` (Ray Data's executor
+runs in the driver's process); it is also given per added file, from two archive sizes, which cancels
+the fixed costs of start-up. Bytes received are the payloads the driver pulls out of Ray: the batches it
+iterates and the results it gets. Prints figures; asserts nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import pickle
+import resource
+import tempfile
+
+import numpy as np
+import ray
+import soundfile as sf
+import torch
+
+from ansray.denoise import DenoiseConfig, run_denoise
+from ansray.model import FRCRN, MODEL_SIZES, save_model_dir
+
+RECEIVED = {"bytes": 0}
+
+
+class IdentityEnhancer:
+    """Returns the segments unchanged: the job's costs without the model's."""
+
+    def __init__(self, **_):
+        pass
+
+    def __call__(self, batch: dict) -> dict:
+        if "entries" not in batch:  # the pipeline before bundles: one row per segment and channel
+            batch["enhanced"] = batch["audio"]
+        return batch
+
+
+def payload_bytes(value) -> int:
+    if isinstance(value, np.ndarray):
+        if value.dtype == object:
+            return sum(payload_bytes(item) for item in value)
+        return value.nbytes
+    if isinstance(value, dict):
+        return sum(payload_bytes(item) for item in value.values())
+    if isinstance(value, (bytes, str)):
+        return len(value)
+    return len(pickle.dumps(value))
+
+
+def count_received() -> None:
+    """Counts what the driver receives through `Dataset.iter_batches` and `ray.get`."""
+    iter_batches = ray.data.Dataset.iter_batches
+
+    def counted_iter_batches(self, *args, **kwargs):
+        for batch in iter_batches(self, *args, **kwargs):
+            RECEIVED["bytes"] += payload_bytes(batch)
+            yield batch
+
+    get = ray.get
+
+    def counted_get(refs, *args, **kwargs):
+        values = get(refs, *args, **kwargs)
+        RECEIVED["bytes"] += payload_bytes(values) if not isinstance(values, list) else sum(map(payload_bytes, values))
+        return values
+
+    ray.data.Dataset.iter_batches = counted_iter_batches
+    ray.get = counted_get
+
+
+def make_archive(root: str, files: int, seconds: float) -> float:
+    rng = np.random.default_rng(0)
+    os.makedirs(root)
+    for i in range(files):
+        sf.write(f"{root}/f{i:04d}.wav", (0.1 * rng.standard_normal(int(16000 * seconds))).astype(np.float32), 16000,
+                 subtype="PCM_16")
+    return files * seconds
+
+
+def measure(tmp: str, model: str, files: int, seconds: float, tag: str) -> tuple[float, float, float, int]:
+    """(driver CPU seconds, audio seconds, wall seconds, bytes received) of one job."""
+    inputs = f"{tmp}/{tag}-in"
+    audio = make_archive(inputs, files, seconds)
+    RECEIVED["bytes"] = 0
+    before = resource.getrusage(resource.RUSAGE_SELF)
+    summary = run_denoise(DenoiseConfig(inputs=(inputs,), output=f"{tmp}/{tag}-out", model=model),
+                          enhancer_cls=IdentityEnhancer)
+    after = resource.getrusage(resource.RUSAGE_SELF)
+    assert summary.ok == files, summary.line()
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return cpu, audio, summary.wall_seconds, RECEIVED["bytes"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--files", type=int, default=40, help="files in the larger archive; the smaller has half")
+    parser.add_argument("--seconds", default="10,60", help="file lengths to measure")
+    parser.add_argument("--repeats", type=int, default=2)
+    args = parser.parse_args()
+    ray.init(num_cpus=os.cpu_count(), include_dashboard=False, logging_level="ERROR")
+    count_received()
+    with tempfile.TemporaryDirectory() as tmp:
+        torch.manual_seed(0)
+        model = f"{tmp}/model"
+        save_model_dir(FRCRN(MODEL_SIZES["tiny"]).eval(), model)
+        measure(tmp, model, 2, 1.0, "warm-up")
+        print(f"load average {os.getloadavg()[0]:.1f}; identity model; {os.cpu_count()} CPUs")
+        for seconds in (float(s) for s in args.seconds.split(",")):
+            for repeat in range(args.repeats):
+                small = measure(tmp, model, args.files // 2, seconds, f"s{seconds:g}-{repeat}-small")
+                large = measure(tmp, model, args.files, seconds, f"s{seconds:g}-{repeat}-large")
+                added_cpu, added_audio = large[0] - small[0], large[1] - small[1]
+                print(f"{seconds:g} s files: driver CPU {1000 * large[0] / large[1]:.3f} ms per audio second over "
+                      f"the whole job ({large[0]:.2f} s for {args.files} files, wall {large[2]:.1f} s); "
+                      f"{1000 * added_cpu / added_audio:.3f} ms per added audio second; "
+                      f"received {large[3] / args.files / 1000:.1f} kB per file "
+                      f"({large[3] / large[1] / 1000:.1f} kB per audio second)")
+
+
+if __name__ == "__main__":
+    main()
