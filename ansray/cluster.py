@@ -58,10 +58,11 @@ def driver_node_id() -> str:
 
 
 def pinned_to_driver_node() -> dict:
-    """Ray options that run a task or actor on the driver's own node only (Ray Data's `local://` rule)."""
-    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+    """Ray options that run a task on the driver's own node only: Ray Data's rule for `local://` paths,
+    expressed as Ray Data does it, with the node-id label."""
+    from ray._raylet import RAY_NODE_ID_KEY
 
-    return {"scheduling_strategy": NodeAffinitySchedulingStrategy(driver_node_id(), soft=False)}
+    return {"label_selector": {RAY_NODE_ID_KEY: driver_node_id()}}
 
 
 def paths_missing_on_nodes(paths: list[str]) -> dict[str, list[str]]:

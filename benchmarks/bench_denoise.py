@@ -22,7 +22,7 @@ import torch
 from ansray.denoise import DenoiseConfig, SegmentEnhancer, run_denoise
 from ansray.enhance import SegmentOptions, model_length
 from ansray.io import audio_info, list_audio
-from ansray.model import FRCRN, MODEL_SIZES, save_model_dir
+from ansray.model import FRCRN, MODEL_SIZES, load_model, model_weights, save_model_dir
 
 FORMATS = [(16000, "WAV", "PCM_16", ".wav"), (44100, "FLAC", "PCM_24", ".flac"), (48000, "OGG", "VORBIS", ".ogg"),
            (8000, "WAV", "FLOAT", ".wav")]
@@ -42,7 +42,7 @@ def make_archive(root: str, files: int, shortest: float, longest: float) -> floa
 
 
 def job_segment_lengths(root: str, options: SegmentOptions) -> list[int]:
-    """The 16 kHz length of every (segment, channel) row the job feeds its actors for the files under `root`."""
+    """The 16 kHz length of every (segment, channel) the job feeds its actors for the files under `root`."""
     lengths = []
     for ref in list_audio(root):
         info = audio_info(ref.uri)
@@ -52,31 +52,42 @@ def job_segment_lengths(root: str, options: SegmentOptions) -> list[int]:
 
 
 def model_only(model: str, lengths: list[int], options: SegmentOptions, threads: int) -> float:
-    """Wall seconds of one actor's __call__ on pre-decoded segments of `lengths`, batched as the job batches."""
-    enhancer = SegmentEnhancer(model, threads=threads)
+    """Wall seconds of the job's actor running pre-decoded segments of `lengths` through the model, `batch_size`
+    at a time and grouped by length, as it does with the segments of the bundles it is called with."""
+    enhancer = SegmentEnhancer(model_weights(load_model(model)), threads=threads, batch_size=options.batch_size)
     rng = np.random.default_rng(1)
-    batches = [lengths[i : i + options.batch_size] for i in range(0, len(lengths), options.batch_size)]
-    audio = [(0.1 * rng.standard_normal((len(b), b[0]))).astype(np.float32) for b in batches]
-    enhancer({"audio": audio[0].copy(), "segment": np.zeros(len(audio[0]), int)})  # warm-up
+    groups = {length: (0.1 * rng.standard_normal((lengths.count(length), length))).astype(np.float32)
+              for length in sorted(set(lengths))}
+    enhancer.enhance(groups[min(groups)][:1].copy())  # warm-up
     start = time.perf_counter()
-    for batch in audio:
-        enhancer({"audio": batch, "segment": np.zeros(len(batch), int)})
+    for segments in groups.values():
+        enhancer.enhance(segments)
     return time.perf_counter() - start
 
 
 def actor_peak_memory(model: str, minutes: float, options: SegmentOptions, threads: int) -> float:
-    """Peak RSS (MB) of a process that streams a `minutes`-long input through one actor, segment by segment."""
+    """Peak RSS (MB) of a process whose actor is called with every bundle of a `minutes`-long mono input,
+    as the job cuts it: pieces of a long file, at most a bundle's worth of segments each."""
     code = f"""
-import numpy as np, torch
-from ansray.denoise import SegmentEnhancer
+import numpy as np
+from ansray.denoise.bundles import Bundle, Entry, as_batch
+from ansray.denoise.enhancer import SegmentEnhancer
+from ansray.denoise.files import FilePlan
+from ansray.denoise.pipeline import BUNDLE_SEGMENTS
 from ansray.enhance import SegmentOptions
+from ansray.io import AudioInfo, AudioRef
+from ansray.model import load_model, model_weights
 options = SegmentOptions{tuple(vars(options).values())!r}
-plan = options.plan(int({minutes} * 60 * 16000))
-enhancer = SegmentEnhancer({model!r}, threads={threads})
+segments = options.plan(int({minutes} * 60 * 16000))
+info = AudioInfo("WAV", "PCM_16", 16000, 1, segments.num_samples)
+plan = FilePlan(AudioRef("in.wav", "in.wav", 0, ""), info, "out.wav", "WAV", "PCM_16", (1.0,), False, segments)
+enhancer = SegmentEnhancer(model_weights(load_model({model!r})), threads={threads}, batch_size=options.batch_size)
 rng = np.random.default_rng(0)
-for first in range(0, plan.count, options.batch_size):
-    n = min(options.batch_size, plan.count - first)
-    enhancer({{"audio": (0.1 * rng.standard_normal((n, plan.segment))).astype(np.float32), "segment": np.arange(n)}})
+capacity = max(BUNDLE_SEGMENTS, 2 * options.batch_size)
+for first in range(0, segments.count, capacity):
+    count = min(capacity, segments.count - first)
+    audio = (0.1 * rng.standard_normal(count * segments.segment)).astype(np.float32)
+    enhancer(as_batch([Bundle([Entry(0, plan.to_dict(), first, count)], audio)]))
 # VmHWM, not getrusage's ru_maxrss: the latter keeps the parent's peak across fork and exec, and the
 # parent here has just run a whole Ray job.
 print(next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM:")) / 1024)
