@@ -10,7 +10,7 @@ _EXPORTS = {
     "FRCRNConfig": "ansray.model",
     "load_model": "ansray.model",
     "save_model_dir": "ansray.model",
-    "enhance": "ansray.enhance",
+    "enhance": "ansray.enhancement",
 }
 
 __all__ = sorted(_EXPORTS)

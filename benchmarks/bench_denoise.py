@@ -20,7 +20,7 @@ import soundfile as sf
 import torch
 
 from ansray.denoise import DenoiseConfig, SegmentEnhancer, run_denoise
-from ansray.enhance import SegmentOptions, model_length
+from ansray.enhancement import SegmentOptions, model_length
 from ansray.io import audio_info, list_audio
 from ansray.model import FRCRN, MODEL_SIZES, load_model, model_weights, save_model_dir
 
@@ -74,7 +74,7 @@ from ansray.denoise.bundles import Bundle, Entry, as_batch
 from ansray.denoise.enhancer import SegmentEnhancer
 from ansray.denoise.files import FilePlan
 from ansray.denoise.pipeline import BUNDLE_SEGMENTS
-from ansray.enhance import SegmentOptions
+from ansray.enhancement import SegmentOptions
 from ansray.io import AudioInfo, AudioRef
 from ansray.model import load_model, model_weights
 options = SegmentOptions{tuple(vars(options).values())!r}

@@ -2,7 +2,7 @@
 
 CPU (the default). Each figure comes from a fresh process with `--threads` torch threads:
   - the reference arithmetic (reference_frcrn.py: the unfused network, fp32, batch 1, whole file, default
-    malloc) and ansray (`ansray.enhance.enhance`, segmented, FRCRNInference), same weights, same input;
+    malloc) and ansray (`ansray.enhance`, segmented, FRCRNInference), same weights, same input;
   - RTF = wall seconds / audio seconds, the minimum of `--repeats` runs after a warm-up, with the load
     average; peak RSS of the process (VmHWM) during the timed runs, which includes the model and the input
     signal already in memory (the baseline, printed for the memory rows);
@@ -46,7 +46,7 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(ROOT / "benchmarks")]
 
-from ansray.enhance import MODEL_RATE, SegmentOptions, enhance, enhance_batch  # noqa: E402
+from ansray.enhancement import MODEL_RATE, SegmentOptions, enhance, enhance_batch  # noqa: E402
 from ansray.metrics.si_sdr import si_sdr  # noqa: E402
 from ansray.model import FRCRN, MODEL_SIZES, FRCRNInference, load_model  # noqa: E402
 from frcrn_fixture import canonical_state_dict  # noqa: E402

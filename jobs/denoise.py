@@ -18,7 +18,7 @@ import sys
 
 from ansray.cli import JobArgumentParser, add_cluster_flags, add_storage_flags, configure_logging, run_job
 from ansray.denoise import DenoiseConfig, run_denoise
-from ansray.enhance import DTYPES, SegmentOptions
+from ansray.enhancement import DTYPES, SegmentOptions
 from ansray.denoise.files import OUTPUT_FORMATS
 from ansray.denoise.quality import QUALITY_MEASURES
 from ansray.model.starter import STARTER_MODEL_DIR

@@ -19,7 +19,7 @@ import torch
 from ray.cluster_utils import Cluster
 
 from ansray.denoise import DenoiseConfig, run_denoise
-from ansray.enhance import SegmentOptions
+from ansray.enhancement import SegmentOptions
 from ansray.model import FRCRN, MODEL_SIZES, save_model_dir
 
 SEGMENTS = SegmentOptions(segment_seconds=4.0, overlap_seconds=0.5, batch_size=1)

@@ -16,7 +16,7 @@ import soundfile as sf
 import torch
 
 from ansray.denoise import DenoiseConfig, SegmentEnhancer, read_manifest_rows, run_denoise
-from ansray.enhance import SegmentOptions, enhance
+from ansray.enhancement import SegmentOptions, enhance
 from ansray.model import FRCRN, MODEL_SIZES, save_model_dir
 
 REPO = Path(__file__).resolve().parents[1]
@@ -298,3 +298,21 @@ def test_storage_that_cannot_be_reached_stops_the_job_before_any_work_in_one_lin
     last = done.stderr.strip().splitlines()[-1]
     assert last.startswith("error: s3://archive/raw: cannot list inputs") and "Traceback" not in done.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_links_to_files_are_followed_and_broken_links_are_each_an_error_row(tmp_path, model_dir):
+    (tmp_path / "real").mkdir()
+    (tmp_path / "in").mkdir()
+    sf.write(tmp_path / "real" / "a.wav", (0.1 * np.random.default_rng(6).standard_normal(8000)).astype(np.float32), 16000)
+    (tmp_path / "in" / "link.wav").symlink_to(tmp_path / "real" / "a.wav")
+    (tmp_path / "in" / "dangling.wav").symlink_to(tmp_path / "real" / "gone.wav")
+    (tmp_path / "in" / "loop.wav").symlink_to(tmp_path / "in" / "loop.wav")
+    summary = run_denoise(config(str(tmp_path / "in"), str(tmp_path / "out"), model_dir))
+    assert (summary.ok, summary.error) == (1, 2)
+    assert sf.info(tmp_path / "out" / "link.wav").frames == 8000 and not (tmp_path / "out" / "link.wav").is_symlink()
+    rows = {Path(row["input_filepath"]).name: row for row in read_manifest_rows(str(tmp_path / "out/_ansray/manifest.jsonl"))}
+    assert rows["dangling.wav"]["error_kind"] == rows["loop.wav"]["error_kind"] == "input"
+    assert "not found" in rows["dangling.wav"]["error"] and "symbolic links" in rows["loop.wav"]["error"]
+    # Named explicitly, a loop is still only that file's error.
+    named = run_denoise(config(str(tmp_path / "in" / "loop.wav"), str(tmp_path / "out2"), model_dir))
+    assert (named.ok, named.error) == (0, 1)

@@ -7,7 +7,7 @@ import torch
 
 from ansray.denoise import files
 from ansray.denoise.files import plan_file, read_segments
-from ansray.enhance import MODEL_RATE, SegmentOptions, enhance, enhance_batch, inference_model, model_length
+from ansray.enhancement import MODEL_RATE, SegmentOptions, enhance, enhance_batch, inference_model, model_length
 from ansray.io import audio_info, list_audio, read_audio, resample
 from ansray.level import level_gains
 from ansray.metrics import si_sdr

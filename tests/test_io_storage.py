@@ -329,3 +329,41 @@ def test_storage_options_reach_the_filesystem(s3_storage_options, s3_bucket):
     assert path == s3_bucket.removeprefix("s3://") + "/a/b.wav"
     assert fs.client_kwargs["endpoint_url"] == s3_storage_options["client_kwargs"]["endpoint_url"]
     assert fs.key == "testing"
+
+
+def test_a_link_to_a_file_is_listed_and_links_to_folders_are_not_followed(tmp_path):
+    (tmp_path / "real").mkdir()
+    (tmp_path / "real" / "a.wav").write_bytes(b"RIFF" * 10)
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "link.wav").symlink_to(tmp_path / "real" / "a.wav")
+    (tmp_path / "in" / "folder").symlink_to(tmp_path / "in")  # a loop, were folders followed
+
+    (ref,) = list_audio(str(tmp_path / "in"))
+    assert (ref.key, ref.size) == ("link.wav", 40) and ref.stamp
+    assert read_bytes(ref.uri) == b"RIFF" * 10
+
+
+def test_broken_links_and_loops_are_listed_so_that_each_fails_as_its_own_input(tmp_path):
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "dangling.wav").symlink_to(tmp_path / "nowhere.wav")
+    (tmp_path / "in" / "loop.wav").symlink_to(tmp_path / "in" / "loop.wav")
+    listed = list_audio(str(tmp_path / "in"))
+    named = list_audio([str(tmp_path / "in" / "loop.wav"), str(tmp_path / "in" / "dangling.wav")])
+    for refs in (listed, named):
+        assert sorted(ref.key for ref in refs) == ["dangling.wav", "loop.wav"]
+        assert all(ref.size == 0 and ref.stamp == "" for ref in refs)
+
+
+def test_an_existing_name_with_glob_characters_is_taken_literally(tmp_path):
+    (tmp_path / "name[ack].wav").write_bytes(b"x")
+    (tmp_path / "namea.wav").write_bytes(b"y")
+    assert [ref.key for ref in list_audio(str(tmp_path / "name[ack].wav"))] == ["name[ack].wav"]
+    assert [ref.key for ref in list_audio(str(tmp_path / "name[a].wav"))] == ["namea.wav"]  # a pattern
+
+
+def test_an_input_that_matches_nothing_is_an_error_and_an_empty_folder_a_warning(tmp_path, caplog):
+    with pytest.raises(FileNotFoundError, match="matches no audio files"):
+        list_audio(str(tmp_path / "*.flac"))
+    (tmp_path / "empty").mkdir()
+    assert list_audio(str(tmp_path / "empty")) == []
+    assert "holds no audio files" in caplog.text

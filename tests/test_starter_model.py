@@ -8,7 +8,7 @@ import numpy as np
 import soundfile as sf
 
 from ansray.data.noises import pink_noise
-from ansray.enhance import enhance
+from ansray.enhancement import enhance
 from ansray.metrics import si_sdr
 from ansray.model import MODEL_SIZES, load_model
 from ansray.model.starter import STARTER_MODEL_DIR

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ansray.denoise.files import FilePlan, SourceReader, plan_file, read_segments, stitch_segments, write_output
-from ansray.enhance import SegmentOptions
+from ansray.enhancement import SegmentOptions
 from ansray.io import AudioDecodeError, AudioRef, PathEscapeError, audio_info, fs_for, join_uri, read_bytes
 from ansray.io.errors import describe
 from ansray.io.storage import write_bytes_atomic

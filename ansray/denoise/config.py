@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ansray.enhance import SegmentOptions
+from ansray.enhancement import SegmentOptions
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from collections import defaultdict
 import numpy as np
 
 from ansray.denoise.bundles import as_batch, bundles_from_rows
-from ansray.enhance import enhance_batch, inference_model
+from ansray.enhancement import enhance_batch, inference_model
 from ansray.model import model_from_weights
 
 

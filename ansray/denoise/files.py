@@ -14,7 +14,7 @@ import numpy as np
 import soundfile as sf
 
 from ansray.denoise.quality import quality_columns
-from ansray.enhance import MODEL_RATE, SegmentOptions, model_length
+from ansray.enhancement import MODEL_RATE, SegmentOptions, model_length
 from ansray.io import AudioInfo, AudioRef, StreamResampler, downmix, read_audio, resample
 from ansray.io.audio import AudioWriter
 from ansray.level import LevelMeter

@@ -24,7 +24,7 @@ from ansray import cluster
 from ansray.denoise.bundles import assemble_output, finish_bundles, read_bundles, staging_key
 from ansray.denoise.config import DenoiseConfig
 from ansray.denoise.enhancer import SegmentEnhancer
-from ansray.denoise.manifest import ManifestRow, ManifestWriter, latest_rows, read_manifest_rows
+from ansray.denoise.manifest import ManifestRow, ManifestWriteError, ManifestWriter, latest_rows, read_manifest_rows
 from ansray.denoise.plan import FileTask, JobPlan, Locations, PathSafetyError, plan_job, resolve_locations
 from ansray.denoise.quality import check_quality
 from ansray.io import fs_for, join_uri
@@ -99,6 +99,8 @@ def run_denoise(config: DenoiseConfig, enhancer_cls=SegmentEnhancer) -> DenoiseS
                 log.warning("attempt %d of %d for %d files left without an outcome", attempt, ATTEMPTS, len(remaining))
             try:
                 _run_pipeline(config, locations, remaining, weights, enhancer_cls, results)
+            except ManifestWriteError:
+                raise  # nothing more can be recorded: stop, with what was recorded kept
             except Exception as error:  # noqa: BLE001 - a failure of the cluster, not of a file: retried
                 log.warning("the pipeline failed (%s); files without an outcome are retried", describe(error))
         for task in plan.todo:

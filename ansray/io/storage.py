@@ -12,9 +12,11 @@ import datetime
 import filecmp
 import hashlib
 import json
+import logging
 import os
 import posixpath
 import secrets
+import stat
 import tempfile
 from collections.abc import Iterable, Sequence
 from typing import IO, Any
@@ -36,6 +38,8 @@ _READ_BLOCK_SIZE = 4 * 2**20
 # or a multipart upload completed at the end and aborted on failure.
 _WHOLE_OBJECT_PROTOCOLS = {"s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "adl", "oss", "memory"}
 _GLOB_CHARACTERS = ("*", "?", "[")
+
+log = logging.getLogger(__name__)
 
 
 class PathEscapeError(ValueError):
@@ -278,12 +282,18 @@ def list_audio(
     explicit_files: list[str] = []
     for item in inputs:
         fs, path = fs_for(item, storage_options)
-        if _is_glob(path):
+        if _is_glob(path) and not _exists(fs, path):  # `name[1].wav` that exists is a name, not a pattern
             groups.append(_list_glob(fs, path, item, suffixes))
+            if not groups[-1]:
+                raise FileNotFoundError(f"{item} matches no audio files ({', '.join(suffixes)})")
         elif path.lower().endswith(MANIFEST_EXTENSIONS) and not path.lower().endswith(suffixes):
             groups.append(_list_manifest(item, storage_options))
+            if not groups[-1]:
+                log.warning("%s lists no audio files", item)
         elif not path.lower().endswith(suffixes) and _is_directory(fs, path):
             groups.append(_list_directory(fs, path, item, recursive, suffixes))
+            if not groups[-1]:
+                log.warning("%s holds no audio files (%s)", item, ", ".join(suffixes))
         else:
             groups.append(None)  # placeholder: keys of explicit files depend on all of them
             explicit_files.append(item)
@@ -354,11 +364,14 @@ def _refs_for_files(
         root = ""  # no folder holds files from two filesystems: keys keep their whole path
     refs = []
     for uri, fs, path in located:
-        try:
-            info = fs.info(path)
-        except FileNotFoundError as error:
-            where = f" (listed in {listed_in})" if listed_in else ""
-            raise FileNotFoundError(f"{uri}{where} does not exist") from error
+        if _protocols(fs) & LOCAL_PROTOCOLS and os.path.islink(path):
+            info = _link_info(path) or {}
+        else:
+            try:
+                info = fs.info(path)
+            except FileNotFoundError as error:
+                where = f" (listed in {listed_in})" if listed_in else ""
+                raise FileNotFoundError(f"{uri}{where} does not exist") from error
         size = int(info.get("size") or 0)
         refs.append(AudioRef(_uri_like(fs, path, uri), _relative_key(path, root), size, _stamp(info)))
     return refs
@@ -393,14 +406,32 @@ def _refs_from_entries(
     like: str,
     suffixes: tuple[str, ...],
 ) -> list[AudioRef]:
-    refs = [
-        AudioRef(
-            _uri_like(fs, path, like), _relative_key(path, root), int(info.get("size") or 0), _stamp(info)
-        )
-        for path, info in entries.items()
-        if info.get("type") == "file" and path.lower().endswith(suffixes)
-    ]
+    refs = []
+    for path, info in entries.items():
+        if not path.lower().endswith(suffixes):
+            continue
+        if info.get("type") != "file":
+            if not info.get("islink"):
+                continue
+            info = _link_info(path)  # a link to a file is followed; a broken one stays, to fail as an input
+            if info is None:
+                continue
+        refs.append(AudioRef(_uri_like(fs, path, like), _relative_key(path, root), int(info.get("size") or 0),
+                             _stamp(info)))
     return sorted(refs, key=lambda ref: ref.key)
+
+
+def _link_info(path: str) -> dict[str, Any] | None:
+    """What a local symbolic link points to: a file's size and time; None for a directory (not followed,
+    so a link can never make a listing loop); no size and no stamp for a dangling link or a loop, which
+    then fails as that file's own error."""
+    try:
+        status = os.stat(path)
+    except OSError:
+        return {"size": 0}
+    if stat.S_ISDIR(status.st_mode):
+        return None
+    return {"size": status.st_size, "mtime": status.st_mtime}
 
 
 def _check_unique(refs: list[AudioRef]) -> list[AudioRef]:
@@ -445,6 +476,11 @@ def _stamp(info: dict[str, Any]) -> str:
 
 def _is_glob(path: str) -> bool:
     return any(character in path for character in _GLOB_CHARACTERS)
+
+
+def _exists(fs: fsspec.AbstractFileSystem, path: str) -> bool:
+    fs.invalidate_cache(path)
+    return fs.exists(path)
 
 
 def _is_directory(fs: fsspec.AbstractFileSystem, path: str) -> bool:
