@@ -18,8 +18,30 @@ EXIT_STORAGE = 4  # storage cannot be reached, read or written
 EXIT_INTERRUPTED = 130
 
 
+def int_range(text: str) -> tuple[int, int]:
+    """argparse type for `LO,HI` integers (negative ones too: `--snr-range -5,20`)."""
+    return _pair(text, int)
+
+
+def float_range(text: str) -> tuple[float, float]:
+    """argparse type for `LO,HI` numbers."""
+    return _pair(text, float)
+
+
+def _pair(text: str, kind: type) -> tuple:
+    parts = text.split(",")
+    try:
+        low, high = (kind(part) for part in parts)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected LO,HI, got {text!r}") from None
+    if low > high:
+        raise argparse.ArgumentTypeError(f"LO must not exceed HI, got {text!r}")
+    return low, high
+
+
 class JobArgumentParser(argparse.ArgumentParser):
-    """argparse without prefix matching (`--out` is not `--output`), naming the flag a typo meant."""
+    """argparse without prefix matching (`--out` is not `--output`), naming the flag a typo meant, and
+    taking `LO,HI` ranges that start with a minus sign (argparse would read `-5,20` as a flag)."""
 
     def __init__(self, *args, **kwargs):
         kwargs.setdefault("allow_abbrev", False)
@@ -28,14 +50,19 @@ class JobArgumentParser(argparse.ArgumentParser):
     def parse_known_args(self, args=None, namespace=None):
         arguments = sys.argv[1:] if args is None else list(args)
         known = {flag for action in self._actions for flag in action.option_strings}
-        for token in arguments:
+        ranges = {flag for action in self._actions if action.type in (int_range, float_range)
+                  for flag in action.option_strings}
+        attached, tokens = [], iter(arguments)
+        for token in tokens:
             if token == "--":
+                attached += [token, *tokens]
                 break
             flag = token.split("=", 1)[0]
             if flag.startswith("--") and flag not in known:
                 close = difflib.get_close_matches(flag, sorted(known), n=1)
                 self.error(f"unknown flag {flag}" + (f" (did you mean {close[0]}?)" if close else ""))
-        return super().parse_known_args(arguments, namespace)
+            attached.append(f"{token}={next(tokens, '')}" if token in ranges else token)
+        return super().parse_known_args(attached, namespace)
 
 
 def json_object(text: str) -> dict:

@@ -9,13 +9,11 @@ python jobs/evaluate.py --enhanced [NAME=]URI [--enhanced NAME=URI ...] [--noisy
 from __future__ import annotations
 
 import argparse
-import json
-import logging
-import os
+import sys
 
-import ray
-
+from ansray import cluster
 from ansray.baselines import BASELINES
+from ansray.cli import JobArgumentParser, add_cluster_flags, add_storage_flags, configure_logging, json_object, run_job
 from ansray.evaluation import ENHANCED, PAIR_BY, EvaluationConfig, default_metrics, run_evaluation
 from ansray.evaluation.pairing import SYSTEM_NAME
 from ansray.metrics import METRICS
@@ -73,7 +71,7 @@ def add_asr_flags(parser: argparse.ArgumentParser) -> None:
                             "--asr-options as keyword arguments (load the model there); a callable is taken as "
                             "a factory when --asr-options is given or it has no required argument. The module "
                             "must be importable on every Ray node")
-    group.add_argument("--asr-options", type=json.loads, default=None, metavar="JSON",
+    group.add_argument("--asr-options", type=json_object, default=None, metavar="JSON",
                        help="keyword arguments for the recogniser factory, e.g. '{\"model_dir\": \"/models/x\"}' "
                             "(default: none)")
     group.add_argument("--transcripts", metavar="FILE",
@@ -85,17 +83,15 @@ def add_asr_flags(parser: argparse.ArgumentParser) -> None:
 
 def add_execution_flags(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("execution")
-    group.add_argument("--address", default=os.environ.get("RAY_ADDRESS"),
-                       help="Ray cluster address (default: RAY_ADDRESS, else a local Ray)")
     group.add_argument("--workers", type=int, default=None,
                        help="scoring actors, one DNSMOS and one recogniser each (default: all CPUs)")
-    group.add_argument("--storage-options", type=json.loads, default=None, metavar="JSON",
-                       help="fsspec storage options, e.g. an S3 endpoint")
+    add_storage_flags(group)
+    add_cluster_flags(group)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """The flags, with `config` built from them; a combination the config refuses is a usage error."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = JobArgumentParser(description=__doc__.splitlines()[0])
     add_input_flags(parser)
     add_metric_flags(parser)
     add_asr_flags(parser)
@@ -133,12 +129,11 @@ def config_from_args(args: argparse.Namespace) -> EvaluationConfig:
     )
 
 
-def main(argv: list[str] | None = None) -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+def main(argv: list[str] | None = None) -> int:
+    configure_logging()
     args = parse_args(argv)
     cfg = args.config
-    if not ray.is_initialized():
-        ray.init(address=args.address)
+    cluster.connect(args.address)
     report = run_evaluation(cfg, workers=args.workers, storage_options=args.storage_options)
     print(report.table)
     systems = len(cfg.system_names)
@@ -149,7 +144,8 @@ def main(argv: list[str] | None = None) -> None:
     for unpaired in report.unpaired[:5]:
         print(f"unpaired {unpaired.role}: {unpaired.uri}: {unpaired.reason}")
     print(f"results in {cfg.output}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_job(main))

@@ -10,25 +10,26 @@ ModelScope's pipeline both load it.
 from __future__ import annotations
 
 import argparse
-import json
+import sys
 
+from ansray.cli import JobArgumentParser, add_storage_flags, run_job
 from ansray.model import load_model, save_model_dir, weights_digest
 from ansray.training.checkpoints import export_model
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = JobArgumentParser(description=__doc__.splitlines()[0])
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--run", metavar="URI",
                         help="the run folder, STORAGE/NAME: its best model, else its latest checkpoint")
     source.add_argument("--checkpoint", metavar="URI", help="one checkpoint.pt (or any file load_model reads)")
     parser.add_argument("--output", required=True, metavar="DIR", help="model dir to write (local or remote)")
-    parser.add_argument("--storage-options", type=json.loads, default=None, metavar="JSON",
-                        help="fsspec storage options for reading and writing, e.g. an S3 endpoint")
+    add_storage_flags(parser)
+    parser.add_argument("--debug", action="store_true", help="show tracebacks of errors (default: one line)")
     return parser.parse_args(argv)
 
 
-def main(argv: list[str] | None = None) -> str:
+def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.run:
         source = export_model(args.run, args.output, storage_options=args.storage_options,
@@ -38,8 +39,8 @@ def main(argv: list[str] | None = None) -> str:
         save_model_dir(load_model(source, storage_options=args.storage_options), args.output, args.storage_options)
     model = load_model(args.output, storage_options=args.storage_options)
     print(f"exported {source} to {args.output} (weights {weights_digest(model)})")
-    return source
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_job(main))

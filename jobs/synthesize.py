@@ -8,26 +8,14 @@ python jobs/synthesize.py --clean URI [--clean URI ...] --noise URI [--rir URI] 
 from __future__ import annotations
 
 import argparse
-import json
-import logging
-import os
 import sys
 
-import ray
-
+from ansray import cluster
+from ansray.cli import (JobArgumentParser, add_cluster_flags, add_storage_flags, configure_logging, float_range,
+                        int_range, run_job)
 from ansray.data.layouts import LAYOUTS, SHARD_ENCODINGS
 from ansray.data.mix import REVERB_TARGETS, MixConfig
 from ansray.data.synthesis import SynthesisConfig, run_synthesis
-
-
-def int_range(text: str) -> tuple[int, int]:
-    low, high = (int(part) for part in text.split(","))
-    return low, high
-
-
-def float_range(text: str) -> tuple[float, float]:
-    low, high = (float(part) for part in text.split(","))
-    return low, high
 
 
 def add_source_flags(parser: argparse.ArgumentParser) -> None:
@@ -70,11 +58,9 @@ def add_mix_flags(parser: argparse.ArgumentParser) -> None:
 
 def add_ray_flags(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("execution")
-    group.add_argument("--address", default=os.environ.get("RAY_ADDRESS"),
-                       help="Ray cluster address (default: RAY_ADDRESS, else a local Ray)")
     group.add_argument("--workers", type=int, default=None, help="actor pool size (default: all CPUs)")
-    group.add_argument("--storage-options", type=json.loads, default=None, metavar="JSON",
-                       help="fsspec storage options, e.g. an S3 endpoint")
+    add_storage_flags(group)
+    add_cluster_flags(group)
 
 
 def config_from_args(args: argparse.Namespace) -> SynthesisConfig:
@@ -106,37 +92,27 @@ def config_from_args(args: argparse.Namespace) -> SynthesisConfig:
     )
 
 
-RANGE_FLAGS = ("--snr-range", "--level-range", "--rir-t60-range")
-
-
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = JobArgumentParser(description=__doc__.splitlines()[0])
     add_source_flags(parser)
     add_mix_flags(parser)
     add_ray_flags(parser)
-    return parser.parse_args(attach_range_values(sys.argv[1:] if argv is None else argv))
+    return parser.parse_args(argv)
 
 
-def attach_range_values(argv: list[str]) -> list[str]:
-    """`--level-range -35,-15` -> `--level-range=-35,-15`: argparse would take `-35,-15` for a flag."""
-    attached, tokens = [], iter(argv)
-    for token in tokens:
-        attached.append(f"{token}={next(tokens, '')}" if token in RANGE_FLAGS else token)
-    return attached
-
-
-def main(argv: list[str] | None = None) -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+def main(argv: list[str] | None = None) -> int:
+    configure_logging()
     args = parse_args(argv)
     cfg = config_from_args(args)
-    ray.init(address=args.address)
+    cluster.connect(args.address)
     summary = run_synthesis(cfg, workers=args.workers, storage_options=args.storage_options)
     print(f"{summary.written} mixtures written, {summary.resumed} kept from an earlier run, "
           f"{summary.failed} failed; {summary.hours:.2f} h in {summary.seconds:.0f} s")
     print(f"bad sources skipped: {len(summary.bad_sources)}; skipped pieces: {summary.skipped_pieces}")
     for split, uri in summary.manifests.items():
         print(f"{split} manifest: {uri}")
+    return 0 if summary.failed == 0 else 1
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_job(main))
