@@ -15,9 +15,11 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from ansray.attenuation import dry_share, limit_attenuation
 from ansray.io.resample import StreamResampler
 from ansray.level import level_gains
 from ansray.model import FRCRN, FRCRNInference, load_model
+from ansray.model.polarity import check_polarity_once
 from ansray.segments import SegmentPlan, StitchInOrder, plan_segments, segments_in_order
 
 MODEL_RATE = 16000
@@ -89,8 +91,13 @@ def enhance(
     batch_size: int = SegmentOptions.batch_size,
     dtype: str = "float32",
     fit_segments: bool = True,
+    attenuation_limit: float | None = None,
 ) -> np.ndarray:
     """Denoises `data` ([frames] or [frames, channels]) at any rate; returns the same shape and rate.
+
+    `attenuation_limit` (dB) attenuates noise by at most that much: the output is
+    g * data + (1 - g) * enhanced with g = 10^(-limit/20), per channel at the signal's own rate (see
+    `ansray.attenuation`); the model must keep its input's polarity, which is checked once per model.
 
     Each channel is enhanced on its own. The level is normalised per channel as the model was trained
     (ModelScope's -25 dBFS `audio_norm`) and restored afterwards. `fit_segments` shortens the segments
@@ -111,6 +118,9 @@ def enhance(
     if not all(np.isfinite(chunk).all() for chunk, _ in _chunks(signal)):
         raise ValueError("signal contains NaN or Inf")
     network = inference_model(model)
+    if attenuation_limit is not None:
+        dry_share(attenuation_limit)
+        check_polarity_once(network)
     options = SegmentOptions(segment_seconds, overlap_seconds, batch_size)
     frames, channels = signal.shape
     gains = level_gains(signal)
@@ -141,7 +151,8 @@ def enhance(
             if c == channels - 1:
                 finished = from_model.push(stitch.add(enhanced).T, last=j == plan.count - 1)
                 take = min(len(finished), frames - written)
-                restored[written : written + take] = finished[:take] / gains
+                restored[written : written + take] = limit_attenuation(
+                    finished[:take] / gains, signal[written : written + take], attenuation_limit)
                 written += take
     if written != frames:
         raise RuntimeError(f"stitching produced {written} of {frames} frames")

@@ -23,6 +23,7 @@ from ansray.denoise import DenoiseConfig, SegmentEnhancer, run_denoise
 from ansray.enhancement import SegmentOptions, model_length
 from ansray.io import audio_info, list_audio
 from ansray.model import FRCRN, MODEL_SIZES, load_model, model_weights, save_model_dir
+from ansray.model.polarity import keep_polarity
 
 FORMATS = [(16000, "WAV", "PCM_16", ".wav"), (44100, "FLAC", "PCM_24", ".flac"), (48000, "OGG", "VORBIS", ".ogg"),
            (8000, "WAV", "FLOAT", ".wav")]
@@ -108,7 +109,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         torch.manual_seed(0)
         model = f"{tmp}/model"
-        save_model_dir(FRCRN(MODEL_SIZES[args.model_size]).eval(), model)
+        save_model_dir(keep_polarity(FRCRN(MODEL_SIZES[args.model_size]).eval()), model)
         os.makedirs(f"{tmp}/in")
         shortest, longest = (float(s) for s in args.file_seconds.split(","))
         audio = make_archive(f"{tmp}/in", args.files, shortest, longest)

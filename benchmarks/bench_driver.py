@@ -24,6 +24,7 @@ import torch
 
 from ansray.denoise import DenoiseConfig, run_denoise
 from ansray.model import FRCRN, MODEL_SIZES, save_model_dir
+from ansray.model.polarity import keep_polarity
 
 RECEIVED = {"bytes": 0}
 
@@ -106,7 +107,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         torch.manual_seed(0)
         model = f"{tmp}/model"
-        save_model_dir(FRCRN(MODEL_SIZES["tiny"]).eval(), model)
+        save_model_dir(keep_polarity(FRCRN(MODEL_SIZES["tiny"]).eval()), model)
         measure(tmp, model, 2, 1.0, "warm-up")
         print(f"load average {os.getloadavg()[0]:.1f}; identity model; {os.cpu_count()} CPUs")
         for seconds in (float(s) for s in args.seconds.split(",")):

@@ -19,7 +19,7 @@ import sys
 from ansray.cli import JobArgumentParser, add_cluster_flags, add_storage_flags, configure_logging, run_job
 from ansray.denoise import DenoiseConfig, run_denoise
 from ansray.enhancement import DTYPES, SegmentOptions
-from ansray.denoise.files import OUTPUT_FORMATS
+from ansray.denoise.files import IF_WORSE, OUTPUT_FORMATS, Finishing
 from ansray.denoise.quality import QUALITY_MEASURES
 from ansray.model.starter import STARTER_MODEL_DIR
 
@@ -71,6 +71,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--quality", action="append", choices=QUALITY_MEASURES, default=[],
                         help="score input and output in the manifest: 'dnsmos' adds DNSMOS SIG/BAK/OVRL/P.808 "
                              "before and after (needs the eval extra; default: none)")
+    parser.add_argument("--attenuation-limit", type=float, default=None, metavar="DB",
+                        help="attenuate noise by at most DB: the output is g * input + (1 - g) * enhanced with "
+                             "g = 10^(-DB/20), per channel at the source rate (as DeepFilterNet's --atten-lim). "
+                             "Default: none, full suppression")
+    parser.add_argument("--if-worse", choices=IF_WORSE, default=None,
+                        help="where DNSMOS OVRL of the output is below the input's (needs --quality dnsmos): "
+                             "keep-input writes the input unchanged, attenuate writes the output mixed at "
+                             "--if-worse-limit; the manifest records it (output_source). Default: off")
+    parser.add_argument("--if-worse-limit", type=float, default=Finishing.if_worse_limit_db, metavar="DB",
+                        help="the attenuation limit of --if-worse attenuate (default: %(default)s)")
     add_storage_flags(parser)
     add_cluster_flags(parser)
     return parser
@@ -95,6 +105,9 @@ def config_from_args(args: argparse.Namespace) -> DenoiseConfig:
         storage_options=args.storage_options,
         address=args.address,
         quality=tuple(args.quality),
+        attenuation_limit_db=args.attenuation_limit,
+        if_worse=args.if_worse,
+        if_worse_limit_db=args.if_worse_limit,
     )
 
 

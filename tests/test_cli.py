@@ -9,6 +9,7 @@ import pytest
 from ansray.cli import EXIT_MODEL, EXIT_STORAGE, EXIT_USAGE, JobArgumentParser, float_range, int_range, run_job
 from ansray.io.errors import StorageError
 from ansray.model import CheckpointError
+from models import save_tiny_model
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -69,8 +70,9 @@ def test_unexpected_errors_and_debug_show_the_traceback(capsys):
 
 def test_the_denoise_job_reports_a_missing_input_and_a_bad_model_in_one_line(tmp_path):
     (tmp_path / "model.bin").write_bytes(b"")
-    for argv, code, text in ((["--input", str(tmp_path / "nowhere"), "--output", str(tmp_path / "o")], EXIT_USAGE,
-                              "nowhere does not exist"),
+    model = save_tiny_model(tmp_path / "tiny")
+    for argv, code, text in ((["--input", str(tmp_path / "nowhere"), "--output", str(tmp_path / "o"), "--model",
+                               model], EXIT_USAGE, "nowhere does not exist"),
                              (["--input", str(tmp_path), "--output", str(tmp_path / "o"), "--model",
                                str(tmp_path / "model.bin")], EXIT_MODEL, "model.bin")):
         done = subprocess.run([sys.executable, str(REPO / "jobs" / "denoise.py"), *argv], capture_output=True,

@@ -15,12 +15,11 @@ import numpy as np
 import pytest
 import ray
 import soundfile as sf
-import torch
 from ray.cluster_utils import Cluster
 
 from ansray.denoise import DenoiseConfig, run_denoise
 from ansray.enhancement import SegmentOptions
-from ansray.model import FRCRN, MODEL_SIZES, save_model_dir
+from models import save_tiny_model
 
 SEGMENTS = SegmentOptions(segment_seconds=4.0, overlap_seconds=0.5, batch_size=1)
 FILES = {f"talk{i:02d}.wav": 3.0 + (i % 4) for i in range(10)} | {"long/lecture.flac": 40.0}
@@ -96,8 +95,7 @@ class NodeRemoval(threading.Thread):
 
 
 def make_model(folder: Path) -> None:
-    torch.manual_seed(0)
-    save_model_dir(FRCRN(MODEL_SIZES["tiny"]).eval(), str(folder))
+    save_tiny_model(folder)
 
 
 def write_inputs(folder: Path) -> None:

@@ -13,11 +13,11 @@ import numpy as np
 import pytest
 import ray
 import soundfile as sf
-import torch
 
 from ansray.denoise import DenoiseConfig, SegmentEnhancer, read_manifest_rows, run_denoise
 from ansray.enhancement import SegmentOptions, enhance
-from ansray.model import FRCRN, MODEL_SIZES, save_model_dir
+from ansray.model import CheckpointError, save_model_dir
+from models import constant_mask_model, save_tiny_model
 
 REPO = Path(__file__).resolve().parents[1]
 # (key, rate, channels, seconds, format, subtype): the formats, rates, layouts and lengths users hold.
@@ -42,10 +42,7 @@ def local_ray():
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("model") / "tiny"
-    save_model_dir(FRCRN(MODEL_SIZES["tiny"]).eval(), str(path))
-    return str(path)
+    return save_tiny_model(tmp_path_factory.mktemp("model") / "tiny")
 
 
 def write_tree(root: str, storage_options=None) -> None:
@@ -316,3 +313,63 @@ def test_links_to_files_are_followed_and_broken_links_are_each_an_error_row(tmp_
     # Named explicitly, a loop is still only that file's error.
     named = run_denoise(config(str(tmp_path / "in" / "loop.wav"), str(tmp_path / "out2"), model_dir))
     assert (named.ok, named.error) == (0, 1)
+
+
+def noisy_speech(snr_db: float = 10.0, seed: int = 2) -> tuple[np.ndarray, int]:
+    speech, rate = sf.read(REPO / "tests" / "fixtures" / "speech" / "198-209-0000.ogg", dtype="float32")
+    noise = np.random.default_rng(seed).standard_normal(len(speech)).astype(np.float32)
+    return speech + np.sqrt(np.mean(speech**2) / np.mean(noise**2)) / 10 ** (snr_db / 20) * noise, rate
+
+
+def test_the_manifest_records_each_outputs_gain_and_the_attenuation_limit(tmp_path):
+    model = str(tmp_path / "half")
+    save_model_dir(constant_mask_model(0.5), model)  # output = 0.5 x input: -6.02 dB, same polarity
+    noise = (0.1 * np.random.default_rng(8).standard_normal((16000 * 3, 2))).astype(np.float32)
+    (tmp_path / "in").mkdir()
+    sf.write(tmp_path / "in" / "stereo.wav", noise, 16000, subtype="FLOAT")
+    summary = run_denoise(config(str(tmp_path / "in"), str(tmp_path / "out"), model, attenuation_limit_db=6.0))
+    assert summary.ok == 1
+    (row,) = read_manifest_rows(str(tmp_path / "out/_ansray/manifest.jsonl"))
+    assert row["output_gain"] == pytest.approx(0.5, abs=0.01) and row["output_gain_db"] == pytest.approx(-6.02, abs=0.1)
+    assert row["attenuation_limit_db"] == 6.0 and row["output_source"] == "enhanced" and row["model"]["probe_gain"] > 0
+    written, _ = sf.read(tmp_path / "out" / "stereo.wav", dtype="float32")
+    g = 10 ** (-6 / 20)
+    inner = slice(1600, -1600)  # away from the STFT's edges
+    np.testing.assert_allclose(written[inner], (g + 0.5 * (1 - g)) * noise[inner], atol=2e-3)
+
+
+def test_a_model_that_inverts_its_output_is_refused_before_any_work(tmp_path):
+    model = str(tmp_path / "inverted")
+    save_model_dir(constant_mask_model(-0.5), model)
+    sf.write(tmp_path / "a.wav", np.zeros(1600, np.float32), 16000)
+    with pytest.raises(CheckpointError, match="anti-correlated with its input"):
+        run_denoise(config(str(tmp_path / "a.wav"), str(tmp_path / "out"), model))
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("if_worse", ["keep-input", "attenuate"])
+def test_if_worse_writes_the_input_or_a_milder_mix_where_the_output_scores_lower(tmp_path, model_dir, if_worse):
+    noisy, rate = noisy_speech()
+    (tmp_path / "in").mkdir()
+    sf.write(tmp_path / "in" / "talk.wav", noisy, rate, subtype="PCM_16")
+    # The test model has random weights: it makes speech worse, and DNSMOS says so.
+    summary = run_denoise(config(str(tmp_path / "in"), str(tmp_path / "out"), model_dir, quality=("dnsmos",),
+                                 if_worse=if_worse))
+    assert summary.ok == 1
+    (row,) = read_manifest_rows(str(tmp_path / "out/_ansray/manifest.jsonl"))
+    assert row["dnsmos_ovrl_after"] < row["dnsmos_ovrl_before"]
+    if if_worse == "keep-input":
+        assert row["output_source"] == "input" and row["attenuation_limit_db"] is None
+        assert (tmp_path / "out" / "talk.wav").read_bytes() == (tmp_path / "in" / "talk.wav").read_bytes()
+    else:
+        assert row["output_source"] == "attenuated" and row["attenuation_limit_db"] == 6.0
+        limited, _ = sf.read(tmp_path / "out" / "talk.wav", dtype="float32")
+        source, _ = sf.read(tmp_path / "in" / "talk.wav", dtype="float32")
+        full = enhance(source, rate, model_dir, segment_seconds=4.0, overlap_seconds=0.5)
+        g = 10 ** (-6 / 20)
+        np.testing.assert_allclose(limited, g * source + (1 - g) * full, atol=2e-3)
+
+
+def test_if_worse_needs_dnsmos_and_is_refused_without_it(tmp_path, model_dir):
+    with pytest.raises(ValueError, match="needs --quality dnsmos"):
+        run_denoise(config(str(tmp_path), str(tmp_path / "out"), model_dir, if_worse="keep-input"))

@@ -23,11 +23,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ansray.denoise.files import FilePlan, SourceReader, plan_file, read_segments, stitch_segments, write_output
+from ansray.denoise.files import (Finishing, FilePlan, SourceReader, plan_file, read_segments, stitch_segments,
+                                  write_output)
 from ansray.enhancement import SegmentOptions
 from ansray.io import AudioDecodeError, AudioRef, PathEscapeError, audio_info, fs_for, join_uri, read_bytes
 from ansray.io.errors import describe
 from ansray.io.storage import write_bytes_atomic
+from ansray.segments import segment_weights
 
 
 @dataclass
@@ -44,6 +46,10 @@ class Entry:
     error: str | None = None
     error_kind: str | None = None
     seconds: float = 0.0  # work spent on this entry so far, in every stage
+    # <enhanced, noisy> and <noisy, noisy> over the samples this entry completes (every channel, at 16 kHz):
+    # summed over a file, they give the least-squares gain of its output onto its input.
+    dot: float = 0.0
+    energy: float = 0.0
 
     def file_plan(self) -> FilePlan:
         return FilePlan.from_dict(self.plan)
@@ -78,6 +84,20 @@ class Bundle:
             size = entry.samples()
             yield entry, self.audio[offset : offset + size].reshape(entry.count, plan.channels, plan.segments.segment)
             offset += size
+
+
+def add_polarity_sums(entry: Entry, noisy: np.ndarray, enhanced: np.ndarray) -> None:
+    """Adds <enhanced, noisy> and <noisy, noisy> of the entry's segments [count, channels, segment] to it.
+
+    Each segment's samples are weighted by its cross-fade weights, which sum to 1 at every sample, so the
+    sums over a file equal those of its stitched output against its input at 16 kHz (without stitching).
+    A primed segment belongs to the piece before, and is left out.
+    """
+    segments = entry.file_plan().segments
+    for k in range(1 if entry.primed else 0, entry.count):
+        weights = segment_weights(segments, entry.first + k).astype(np.float64)
+        entry.dot += float(np.sum(weights * np.sum(enhanced[k] * noisy[k], axis=0, dtype=np.float64)))
+        entry.energy += float(np.sum(weights * np.sum(np.square(noisy[k], dtype=np.float64), axis=0)))
 
 
 def bundles_from_rows(batch: dict) -> list[Bundle]:
@@ -173,7 +193,7 @@ def _read(plan: FilePlan, indices: range, reader: SourceReader) -> np.ndarray:
     return np.concatenate([read_segments(plan, index, reader=reader).ravel() for index in indices])
 
 
-def finish_bundles(batch: dict, *, storage_options: dict | None, quality: tuple[str, ...], staging: str) -> dict:
+def finish_bundles(batch: dict, *, storage_options: dict | None, finishing: Finishing, staging: str) -> dict:
     """Stitches and writes each whole file of the bundles, and stages each piece of a long file. Returns one
     small row per entry: `file_id`, `piece`, `pieces`, and `result` (JSON: the output's facts, a staged
     part's URI, or the error)."""
@@ -189,10 +209,11 @@ def finish_bundles(batch: dict, *, storage_options: dict | None, quality: tuple[
                 try:
                     stitched = stitch_segments(plan, segments, entry.first, entry.primed)
                     if entry.pieces == 1:
-                        result = write_output(plan, [stitched], storage_options, quality)
+                        result = write_output(plan, [stitched], storage_options, finishing)
                     else:
                         result = {"part": stage_part(stitched, plan, entry.piece, staging, storage_options),
                                   "plan": entry.plan}
+                    result |= {"dot": entry.dot, "energy": entry.energy}
                 except Exception as error:  # noqa: BLE001 - one file's failure is its error row
                     result = {"error": describe_failure(plan.output, error, "could not write output"),
                               "error_kind": failure_kind(error, writing=True)}
@@ -218,7 +239,7 @@ def staging_key(output: str) -> str:
 
 
 def assemble_output(plan_values: dict, parts: list[str], storage_options: dict | None,
-                    quality: tuple[str, ...]) -> dict:
+                    finishing: Finishing) -> dict:
     """Writes a long file from its staged pieces (in order), then removes them. A Ray task."""
     plan = FilePlan.from_dict(plan_values)
 
@@ -226,7 +247,7 @@ def assemble_output(plan_values: dict, parts: list[str], storage_options: dict |
         for uri in parts:
             yield np.load(io.BytesIO(read_bytes(uri, storage_options)), allow_pickle=False)
 
-    facts = write_output(plan, stitched(), storage_options, quality)
+    facts = write_output(plan, stitched(), storage_options, finishing)
     fs, _ = fs_for(parts[0], storage_options)
     for uri in parts:
         fs.rm_file(fs_for(uri, storage_options)[1])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ansray.denoise.files import Finishing
 from ansray.enhancement import SegmentOptions
 
 
@@ -26,3 +27,10 @@ class DenoiseConfig:
     storage_options: dict | None = None
     address: str | None = None
     quality: tuple[str, ...] = ()  # no-reference scores of input and output in the manifest: "dnsmos"
+    attenuation_limit_db: float | None = None  # None: full suppression, as the model does it
+    if_worse: str | None = None  # "keep-input" or "attenuate" where DNSMOS OVRL drops (needs "dnsmos")
+    if_worse_limit_db: float = 6.0
+
+    @property
+    def finishing(self) -> Finishing:
+        return Finishing(self.quality, self.attenuation_limit_db, self.if_worse, self.if_worse_limit_db)

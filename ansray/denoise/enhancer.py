@@ -12,7 +12,7 @@ from collections import defaultdict
 
 import numpy as np
 
-from ansray.denoise.bundles import as_batch, bundles_from_rows
+from ansray.denoise.bundles import add_polarity_sums, as_batch, bundles_from_rows
 from ansray.enhancement import enhance_batch, inference_model
 from ansray.model import model_from_weights
 
@@ -44,15 +44,16 @@ class SegmentEnhancer:
         for b, bundle in enumerate(bundles):
             for e, (entry, segments) in enumerate(bundle.segments()):
                 if len(segments):
-                    by_length[segments.shape[-1]].append((b, e, segments))
+                    by_length[segments.shape[-1]].append((b, e, entry, segments))
         outputs = {}
         for length, members in by_length.items():
-            stacked = np.concatenate([segments.reshape(-1, length) for _, _, segments in members])
+            stacked = np.concatenate([segments.reshape(-1, length) for *_, segments in members])
             enhanced = self.enhance(stacked)
             offset = 0
-            for b, e, segments in members:
+            for b, e, entry, segments in members:
                 size = segments.shape[0] * segments.shape[1]
                 outputs[b, e] = enhanced[offset : offset + size].reshape(segments.shape)
+                add_polarity_sums(entry, segments, outputs[b, e])
                 offset += size
         total = sum(len(out) for out in outputs.values()) or 1
         seconds = time.monotonic() - started

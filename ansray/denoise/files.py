@@ -13,9 +13,10 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import soundfile as sf
 
+from ansray.attenuation import dry_share, limit_attenuation
 from ansray.denoise.quality import quality_columns
 from ansray.enhancement import MODEL_RATE, SegmentOptions, model_length
-from ansray.io import AudioInfo, AudioRef, StreamResampler, downmix, read_audio, resample
+from ansray.io import AudioInfo, AudioRef, StreamResampler, downmix, read_audio, read_bytes, resample, write_bytes_atomic
 from ansray.io.audio import AudioWriter
 from ansray.level import LevelMeter
 from ansray.segments import SegmentPlan, StitchInOrder, overlap_add
@@ -183,38 +184,105 @@ def stitch_segments(plan: FilePlan, segments: np.ndarray, first: int = 0, primed
     return np.concatenate(pieces[1:] if primed else pieces, axis=-1)
 
 
-def write_output(
-    plan: FilePlan, stitched: Iterable[np.ndarray], storage_options: dict | None = None, quality: tuple[str, ...] = ()
-) -> dict:
-    """Writes the output from its stitched 16 kHz samples ([channels, n] chunks, in order): resampled back
-    to the source rate as they arrive, level restored, encoded in the source's (or the requested) format,
-    published atomically. Returns the output's facts for the manifest, with the `quality` scores.
+IF_WORSE = ("keep-input", "attenuate")
+
+
+@dataclass(frozen=True)
+class Finishing:
+    """What happens to a file's stitched output before and while it is written.
+
+    quality: no-reference scores of input and output for the manifest ("dnsmos").
+    attenuation_limit_db: noise is attenuated by at most this much (None: full suppression).
+    if_worse: where DNSMOS OVRL of the output is below the input's, write the input unchanged
+      ("keep-input") or the output re-mixed at `if_worse_limit_db` ("attenuate"); needs "dnsmos".
     """
+
+    quality: tuple[str, ...] = ()
+    attenuation_limit_db: float | None = None
+    if_worse: str | None = None
+    if_worse_limit_db: float = 6.0
+
+    def __post_init__(self):
+        dry_share(self.attenuation_limit_db)
+        dry_share(self.if_worse_limit_db)
+        if self.if_worse is not None and self.if_worse not in IF_WORSE:
+            raise ValueError(f"--if-worse must be one of {IF_WORSE}, got {self.if_worse!r}")
+        if self.if_worse and "dnsmos" not in self.quality:
+            raise ValueError("--if-worse compares DNSMOS before and after: it needs --quality dnsmos")
+
+
+def write_output(plan: FilePlan, stitched: Iterable[np.ndarray], storage_options: dict | None = None,
+                 finishing: Finishing = Finishing()) -> dict:
+    """Writes the output from its stitched 16 kHz samples ([channels, n] chunks, in order): resampled back
+    to the source rate as they arrive, level restored, mixed with the input as the attenuation limit says,
+    encoded in the source's (or the requested) format, published atomically. With quality scores the
+    chunks are scored first, which may choose the input, or a stronger limit, instead (`Finishing.if_worse`).
+
+    Returns the output's facts for the manifest: `scores` holds the scores, the limit applied and what was
+    written (`output_source`: enhanced, input or attenuated).
+    """
+    facts = {"audio_filepath": plan.output, "duration": plan.info.duration, "sample_rate": plan.info.sample_rate,
+             "channels": plan.channels}
+    limit, source = finishing.attenuation_limit_db, "enhanced"
+    scores = {}
+    if finishing.quality:
+        stitched = list(stitched)  # held at 16 kHz: scored before anything is written
+        scores = _quality_scores(plan, np.concatenate(stitched, axis=-1), storage_options, finishing.quality)
+        before, after = scores.get("dnsmos_ovrl_before"), scores.get("dnsmos_ovrl_after")
+        if finishing.if_worse and before is not None and after is not None and after < before:
+            source = "input" if finishing.if_worse == "keep-input" else "attenuated"
+            limit = finishing.if_worse_limit_db if source == "attenuated" else None
+    if source == "input":
+        _write_input_unchanged(plan, storage_options)
+    else:
+        _write_restored(plan, stitched, limit, storage_options)
+    facts["scores"] = scores | {"attenuation_limit_db": limit, "output_source": source}
+    return facts
+
+
+def _write_restored(plan: FilePlan, stitched: Iterable[np.ndarray], limit_db: float | None,
+                    storage_options: dict | None) -> None:
     gains = np.asarray(plan.gains, dtype=np.float32)
     from_model = StreamResampler(MODEL_RATE, plan.info.sample_rate, plan.channels)
-    kept_at_model_rate = [] if quality else None
     frames = plan.info.frames
+    # The dry part of the mix is the untouched original at its own rate: above 8 kHz too, which the
+    # 16 kHz model cannot produce.
+    original = SourceReader(plan.ref, plan.info, storage_options) if dry_share(limit_db) else None
     with AudioWriter(plan.output, plan.info.sample_rate, plan.channels, format=plan.format, subtype=plan.subtype,
                      storage_options=storage_options) as writer:
-        for chunk in _with_last(stitched):
-            samples, last = chunk
-            if kept_at_model_rate is not None:
-                kept_at_model_rate.append(samples)
+        for samples, last in _with_last(stitched):
             restored = from_model.push(np.ascontiguousarray(samples.T), last=last)
             restored = restored[: frames - writer.frames] / gains
+            if original is not None:
+                dry = _prepared(original.read(writer.frames, len(restored)), plan.mixdown)
+                restored = limit_attenuation(restored, dry, limit_db)
             writer.write(restored)
         if writer.frames != frames:
             raise RuntimeError(f"{plan.output}: stitching produced {writer.frames} of {frames} frames")
-    facts = {"audio_filepath": plan.output, "duration": plan.info.duration, "sample_rate": plan.info.sample_rate,
-             "channels": plan.channels}
-    if quality:
-        # The input as the model saw it (16 kHz, same channels), rebuilt from its segments: the
-        # cross-fade of identical copies is the identity; a long file is read one window at a time.
-        reader = SourceReader(plan.ref, plan.info, storage_options)
-        noisy = overlap_add([read_segments(plan, i, reader=reader) for i in range(plan.segments.count)], plan.segments)
-        enhanced = np.concatenate(kept_at_model_rate, axis=-1)
-        facts["scores"] = quality_columns(noisy / gains[:, None], enhanced / gains[:, None], MODEL_RATE, quality)
-    return facts
+
+
+def _write_input_unchanged(plan: FilePlan, storage_options: dict | None) -> None:
+    """The input as the output: its very bytes where the output keeps its format, else its samples."""
+    info = plan.info
+    if (plan.format, plan.subtype) == (info.format, info.subtype) and not plan.mixdown:
+        write_bytes_atomic(plan.output, read_bytes(plan.ref.uri, storage_options), storage_options)
+        return
+    reader = SourceReader(plan.ref, info, storage_options)
+    with AudioWriter(plan.output, info.sample_rate, plan.channels, format=plan.format, subtype=plan.subtype,
+                     storage_options=storage_options) as writer:
+        for start, frames in _windows(info, STATS_WINDOW_SECONDS):
+            writer.write(_prepared(reader.read(start, frames), plan.mixdown))
+
+
+def _quality_scores(plan: FilePlan, enhanced: np.ndarray, storage_options: dict | None,
+                    quality: tuple[str, ...]) -> dict:
+    """Scores of the input and the enhanced output ([channels, n] at 16 kHz, model level)."""
+    gains = np.asarray(plan.gains, dtype=np.float32)[:, None]
+    # The input as the model saw it (16 kHz, same channels), rebuilt from its segments: the
+    # cross-fade of identical copies is the identity; a long file is read one window at a time.
+    reader = SourceReader(plan.ref, plan.info, storage_options)
+    noisy = overlap_add([read_segments(plan, i, reader=reader) for i in range(plan.segments.count)], plan.segments)
+    return quality_columns(noisy / gains, enhanced / gains, MODEL_RATE, quality)
 
 
 def _with_last(chunks: Iterable[np.ndarray]):

@@ -21,6 +21,7 @@ import time
 from dataclasses import asdict, dataclass, field
 
 from ansray import cluster
+from ansray.attenuation import gain_db, output_gain
 from ansray.denoise.bundles import assemble_output, finish_bundles, read_bundles, staging_key
 from ansray.denoise.config import DenoiseConfig
 from ansray.denoise.enhancer import SegmentEnhancer
@@ -30,6 +31,7 @@ from ansray.denoise.quality import check_quality
 from ansray.io import fs_for, join_uri
 from ansray.io.errors import STORAGE_ERRORS, StorageError, describe
 from ansray.model import load_model, model_weights, weights_digest
+from ansray.model.polarity import check_polarity
 
 log = logging.getLogger("ansray.denoise")
 
@@ -71,9 +73,11 @@ def run_denoise(config: DenoiseConfig, enhancer_cls=SegmentEnhancer) -> DenoiseS
     started = time.monotonic()
     summary = DenoiseSummary()
     locations = resolve_locations(config, cluster.relative_paths_are_unsafe())
-    check_quality(config.quality)  # fail fast, before any work
+    config.finishing  # noqa: B018 - its checks refuse contradictory flags before any work
+    check_quality(config.quality)
     model = load_model(locations.model, storage_options=locations.storage_options)
-    model_id = {"source": locations.model, "weights_sha256": weights_digest(model)}
+    probe_gain = check_polarity(model, locations.model)
+    model_id = {"source": locations.model, "weights_sha256": weights_digest(model), "probe_gain": round(probe_gain, 3)}
 
     previous_rows = _read_previous_rows(locations)
     plan = plan_job(config, locations, latest_rows(previous_rows))
@@ -213,7 +217,8 @@ def _run_pipeline(config: DenoiseConfig, locations: Locations, tasks: list[FileT
     )
     dataset = dataset.map_batches(
         finish_bundles, batch_size=1, num_cpus=1, **file_work,
-        fn_kwargs=dict(storage_options=locations.storage_options, quality=config.quality, staging=locations.staging),
+        fn_kwargs=dict(storage_options=locations.storage_options, finishing=config.finishing,
+                       staging=locations.staging),
     )
     assemble = ray.remote(num_cpus=1, **file_work)(assemble_output)
     joining = {}
@@ -229,7 +234,7 @@ def _run_pipeline(config: DenoiseConfig, locations: Locations, tasks: list[FileT
             elif "part" in result:
                 parts = results.add_part(task, int(batch["piece"][i]), int(batch["pieces"][i]), result)
                 if parts is not None:
-                    joining[assemble.remote(result["plan"], parts, locations.storage_options, config.quality)] = task
+                    joining[assemble.remote(result["plan"], parts, locations.storage_options, config.finishing)] = task
             else:
                 results.succeeded(task, result)
         _collect_joined(joining, results, block=False)
@@ -246,14 +251,15 @@ def _collect_joined(joining: dict, results: "Results", block: bool) -> None:
     done, _ = ray.wait(list(joining), num_returns=1 if block else len(joining), timeout=None if block else 0)
     for ref in done:
         task = joining.pop(ref)
-        started = results.part_seconds(task)
+        pieces = results.part_totals(task)
         try:
             facts = ray.get(ref)
         except Exception as error:  # noqa: BLE001 - a failed join is this file's error, not the job's
             cause = getattr(error, "cause", None) or error
-            results.failed(task, f"{task.output}: could not write output: {describe(cause)}", "system", started)
+            results.failed(task, f"{task.output}: could not write output: {describe(cause)}", "system",
+                           pieces["seconds"])
             continue
-        results.succeeded(task, facts | {"seconds": started})
+        results.succeeded(task, facts | pieces)
 
 
 def _drop_staged(task: FileTask, locations: Locations) -> None:
@@ -265,6 +271,10 @@ def _drop_staged(task: FileTask, locations: Locations) -> None:
             fs.rm(path, recursive=True)
     except STORAGE_ERRORS as error:
         log.warning("%s: could not remove staged pieces: %s", uri, describe(error))
+
+
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else round(value, 2)
 
 
 class Results:
@@ -287,15 +297,20 @@ class Results:
         parts[piece] = result
         return [parts[i]["part"] for i in range(pieces)] if len(parts) == pieces else None
 
-    def part_seconds(self, task: FileTask) -> float:
-        return round(sum(part.get("seconds", 0.0) for part in self.parts.get(task.file_id, {}).values()), 3)
+    def part_totals(self, task: FileTask) -> dict:
+        """The work seconds and polarity sums of a long file, over its pieces."""
+        parts = self.parts.get(task.file_id, {}).values()
+        return {key: sum(part.get(key, 0.0) for part in parts) for key in ("seconds", "dot", "energy")}
 
     def succeeded(self, task: FileTask, facts: dict) -> None:
-        scores = facts.get("scores") or {}
+        gain = output_gain(facts["dot"], facts["energy"])
+        scores = (facts.get("scores") or {}) | {"output_gain": None if gain is None else round(gain, 4),
+                                                "output_gain_db": _rounded(gain_db(gain))}
         self.record(ManifestRow(
             input_filepath=task.ref.uri, input_stamp=task.ref.stamp, status="ok",
             audio_filepath=facts["audio_filepath"], duration=facts["duration"], sample_rate=facts["sample_rate"],
-            channels=facts["channels"], seconds_processing=facts.get("seconds"), model=self.model_id, scores=scores,
+            channels=facts["channels"], seconds_processing=round(facts.get("seconds", 0.0), 3), model=self.model_id,
+            scores=scores,
         ), task.file_id)
 
     def failed(self, task: FileTask, reason: str, kind: str, seconds: float | None = None) -> None:
