@@ -283,13 +283,13 @@ def test_outputs_inside_the_input_are_never_reread_and_colliding_outputs_are_bot
     assert not (tmp_path / "in" / "out" / "out").exists() and not list((tmp_path / "in" / "out").glob("*/a.wav"))
 
 
-def test_storage_that_cannot_be_reached_stops_the_job_before_any_work_in_one_line(tmp_path):
+def test_storage_that_cannot_be_reached_stops_the_job_before_any_work_in_one_line(tmp_path, model_dir):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "RAY_ADDRESS"))} | {
         "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
     # A closed local port: nothing answers, and nothing beyond this machine is ever asked.
     options = json.dumps({"client_kwargs": {"endpoint_url": "http://127.0.0.1:9"}})
     done = subprocess.run([sys.executable, str(REPO / "jobs" / "denoise.py"), "--input", "s3://archive/raw",
-                           "--output", str(tmp_path / "out"), "--storage-options", options],
+                           "--output", str(tmp_path / "out"), "--storage-options", options, "--model", model_dir],
                           env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 4, done.stderr[-2000:]
     last = done.stderr.strip().splitlines()[-1]

@@ -66,9 +66,6 @@ class Bundle:
     entries: list[Entry]
     audio: np.ndarray  # float32, every entry's [count, channels, segment] samples, in order
 
-    def to_row(self) -> dict:
-        return {"audio": self.audio, "entries": json.dumps([dataclasses.asdict(e) for e in self.entries])}
-
     @classmethod
     def from_row(cls, audio: np.ndarray, entries: str) -> "Bundle":
         return cls([Entry(**values) for values in json.loads(entries)], np.asarray(audio, dtype=np.float32))

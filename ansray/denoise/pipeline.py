@@ -25,6 +25,7 @@ from ansray.attenuation import gain_db, output_gain
 from ansray.denoise.bundles import assemble_output, finish_bundles, read_bundles, staging_key
 from ansray.denoise.config import DenoiseConfig
 from ansray.denoise.enhancer import SegmentEnhancer
+from ansray.denoise.files import Finishing
 from ansray.denoise.manifest import ManifestRow, ManifestWriteError, ManifestWriter, latest_rows, read_manifest_rows
 from ansray.denoise.plan import FileTask, JobPlan, Locations, PathSafetyError, plan_job, resolve_locations
 from ansray.denoise.quality import check_quality
@@ -73,7 +74,7 @@ def run_denoise(config: DenoiseConfig, enhancer_cls=SegmentEnhancer) -> DenoiseS
     started = time.monotonic()
     summary = DenoiseSummary()
     locations = resolve_locations(config, cluster.relative_paths_are_unsafe())
-    config.finishing  # noqa: B018 - its checks refuse contradictory flags before any work
+    finishing = config.finishing  # refuses contradictory flags before any work
     check_quality(config.quality)
     model = load_model(locations.model, storage_options=locations.storage_options)
     probe_gain = check_polarity(model, locations.model)
@@ -102,7 +103,7 @@ def run_denoise(config: DenoiseConfig, enhancer_cls=SegmentEnhancer) -> DenoiseS
             if attempt > 1:
                 log.warning("attempt %d of %d for %d files left without an outcome", attempt, ATTEMPTS, len(remaining))
             try:
-                _run_pipeline(config, locations, remaining, weights, enhancer_cls, results)
+                _run_pipeline(config, finishing, locations, remaining, weights, enhancer_cls, results)
             except ManifestWriteError:
                 raise  # nothing more can be recorded: stop, with what was recorded kept
             except Exception as error:  # noqa: BLE001 - a failure of the cluster, not of a file: retried
@@ -187,8 +188,8 @@ def file_groups(tasks: list[FileTask], parallelism: int) -> list[list[FileTask]]
     return groups
 
 
-def _run_pipeline(config: DenoiseConfig, locations: Locations, tasks: list[FileTask], weights, enhancer_cls,
-                  results: "Results") -> None:
+def _run_pipeline(config: DenoiseConfig, finishing: Finishing, locations: Locations, tasks: list[FileTask], weights,
+                  enhancer_cls, results: "Results") -> None:
     import ray
 
     parallelism = int(ray.cluster_resources().get("CPU", 1))
@@ -217,8 +218,7 @@ def _run_pipeline(config: DenoiseConfig, locations: Locations, tasks: list[FileT
     )
     dataset = dataset.map_batches(
         finish_bundles, batch_size=1, num_cpus=1, **file_work,
-        fn_kwargs=dict(storage_options=locations.storage_options, finishing=config.finishing,
-                       staging=locations.staging),
+        fn_kwargs=dict(storage_options=locations.storage_options, finishing=finishing, staging=locations.staging),
     )
     assemble = ray.remote(num_cpus=1, **file_work)(assemble_output)
     joining = {}
@@ -234,7 +234,7 @@ def _run_pipeline(config: DenoiseConfig, locations: Locations, tasks: list[FileT
             elif "part" in result:
                 parts = results.add_part(task, int(batch["piece"][i]), int(batch["pieces"][i]), result)
                 if parts is not None:
-                    joining[assemble.remote(result["plan"], parts, locations.storage_options, config.finishing)] = task
+                    joining[assemble.remote(result["plan"], parts, locations.storage_options, finishing)] = task
             else:
                 results.succeeded(task, result)
         _collect_joined(joining, results, block=False)
