@@ -10,7 +10,7 @@
 # Logs and results go to $OUT (7 files at most). DEVICE_BENCH_CPU=1 runs the same steps on a CPU with
 # tiny sizes and no nvidia-smi, to check the script; there the setup runs only if DEVICE_WHEELS names
 # wheels for the local Python (PYTHON_VERSION=3.11 scripts/device_wheels.sh DIR builds them).
-# Knobs: BENCH_BUDGET (bench_gpu seconds, default 170), DENOISE_FILES (200), DENOISE_TIMEOUT (s, 150),
+# Knobs: BENCH_BUDGET (bench_gpu seconds, default 170), DENOISE_FILES (200), DENOISE_TIMEOUT (s, 150; 600 on CPU),
 # DENOISE_CPUS (a Ray of that many CPUs through `ray start` and --address, instead of the job's own local
 # Ray over every CPU), DENOISE_FLAGS (more flags for the job).
 set -uo pipefail
@@ -33,13 +33,13 @@ if [[ $cpu_mode == 1 ]]; then
   export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
   bench_flags=(--device cpu --quick)
   budget=${BENCH_BUDGET:-600}
-  files=${DENOISE_FILES:-6} longest=4 size=tiny precision=fp32 batch=2 gpus=0
+  files=${DENOISE_FILES:-6} longest=4 size=tiny precision=fp32 batch=2 gpus=0 job_timeout=${DENOISE_TIMEOUT:-600}
   job_flags=(--gpus-per-actor 0 --cpus-per-actor 1 --batch-size 2 --dtype float32)
 else
   nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm,power.limit --format=csv | tee -a "$SUMMARY"
   bench_flags=(--device cuda)
   budget=${BENCH_BUDGET:-170}
-  files=${DENOISE_FILES:-200} longest=30 size=official precision=bf16 batch=32 gpus=1
+  files=${DENOISE_FILES:-200} longest=30 size=official precision=bf16 batch=32 gpus=1 job_timeout=${DENOISE_TIMEOUT:-150}
   job_flags=(--gpus-per-actor 1 --cpus-per-actor 1 --batch-size 32 --dtype bfloat16)
 fi
 say "$(nproc) CPUs, $(free -g | awk '/Mem:/ {print $2}') GB memory, python $(python3 -c 'import sys; print(sys.version.split()[0])')"
@@ -89,7 +89,7 @@ fi
 say "denoise job: ${job_flags[*]} ${address[*]} ${DENOISE_FLAGS:-}"
 job_started=$(date +%s.%N)
 # shellcheck disable=SC2086 # DENOISE_FLAGS is a list of flags
-timeout --kill-after=10 "${DENOISE_TIMEOUT:-150}" python3 jobs/denoise.py --input "$work/in" --output "$work/out" \
+timeout --kill-after=10 "$job_timeout" python3 jobs/denoise.py --input "$work/in" --output "$work/out" \
   --model "$work/model" --actors 1 "${job_flags[@]}" "${address[@]}" ${DENOISE_FLAGS:-} > "$OUT/denoise.log" 2>&1
 job_rc=$?
 job_ended=$(date +%s.%N)
