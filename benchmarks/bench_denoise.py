@@ -29,10 +29,12 @@ FORMATS = [(16000, "WAV", "PCM_16", ".wav"), (44100, "FLAC", "PCM_24", ".flac"),
            (8000, "WAV", "FLOAT", ".wav")]
 
 
-def make_archive(root: str, files: int, shortest: float, longest: float) -> float:
-    rng = np.random.default_rng(0)
+def make_archive(root: str, files: int, shortest: float, longest: float, first: int = 0) -> float:
+    """Writes files number `first` to `first + files - 1` of noise under `root`, formats and channels
+    cycling; returns their channel-seconds. Calls with different `first` can write one archive in parallel."""
+    rng = np.random.default_rng(first)
     seconds = 0.0
-    for i in range(files):
+    for i in range(first, first + files):
         rate, fmt, subtype, ext = FORMATS[i % len(FORMATS)]
         length = float(rng.uniform(shortest, longest))
         channels = 1 + i % 2

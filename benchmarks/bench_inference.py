@@ -9,10 +9,7 @@ CPU (the default). Each figure comes from a fresh process with `--threads` torch
   - correctness while timing: ansray's network on one segment against the reference network within the
     parity tolerance (1e-4 of max|reference|), and the SI-SDR of ansray's whole-input output against
     the reference's one-pass output (segmenting changes the squeeze-excitation averages).
-GPU (--device cuda): audio seconds per wall second for batches of 10 s segments in bf16 and fp16
-autocast and fp32 (TF32 on and off): the network eager and as one CUDA graph, and through `enhance_batch`
-(pinned host copies and the copy back included); SI-SDR of each precision's output against strict fp32
-on speech.
+GPU figures (throughput by precision and batch, parity, tuning) come from bench_gpu.py.
 
 Weights are the parity fixture's random ones (tests/frcrn_fixture.py): the arithmetic, hence the cost,
 is the released model's. With random weights the whole-input SI-SDR measures the weights' chaos, not the
@@ -22,7 +19,6 @@ length, plus a little noise.
 
     python benchmarks/bench_inference.py [--threads 2] [--seconds 4 30 600] [--memory-minutes 60] [--memory-size tiny]
     python benchmarks/bench_inference.py --weights ansray/assets/starter --seconds 4 30 --memory-minutes
-    python benchmarks/bench_inference.py --device cuda [--batches 16 32 64]
 
 Prints figures; asserts nothing.
 """
@@ -36,7 +32,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import traceback
 from pathlib import Path
 
 import numpy as np
@@ -46,7 +41,7 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(ROOT / "benchmarks")]
 
-from ansray.enhancement import MODEL_RATE, SegmentOptions, enhance, enhance_batch  # noqa: E402
+from ansray.enhancement import MODEL_RATE, SegmentOptions, enhance  # noqa: E402
 from ansray.metrics.si_sdr import si_sdr  # noqa: E402
 from ansray.model import FRCRN, MODEL_SIZES, FRCRNInference, load_model  # noqa: E402
 from frcrn_fixture import canonical_state_dict  # noqa: E402
@@ -236,134 +231,12 @@ def cpu_name() -> str:
         return "unknown CPU"
 
 
-# ---------------------------------------------------------------- GPU
-
-
-PRECISIONS = {  # name: (autocast dtype, TF32 allowed, first UNet in autocast); strict fp32 last
-    "bf16": (torch.bfloat16, False, True),
-    "fp16": (torch.float16, False, True),
-    "bf16-s2": (torch.bfloat16, True, False),  # the first UNet in TF32, the second in bf16
-    "tf32": (None, True, True),
-    "fp32": (None, False, True),
-}
-
-
-def gpu_benchmark(args) -> None:
-    device = torch.device("cuda")
-    print(f"GPU: {torch.cuda.get_device_name(device)}, torch {torch.__version__}, cuDNN {torch.backends.cudnn.version()}")
-    network = FRCRNInference.from_model(reference_model("cuda"))
-    segment = int(args.segment * MODEL_RATE) // 320 * 320
-    try:
-        quality(network)
-    except Exception:  # a device lease is short: report and go on to the throughput figures
-        traceback.print_exc()
-    print(f"audio seconds per wall second, batches of {segment / MODEL_RATE:g} s segments")
-    print(f"{'precision':>9} {'batch':>6} {'eager':>8} {'graph':>8} {'enhance_batch':>14} {'GPU peak GB':>12}")
-    deadline = time.monotonic() + args.gpu_budget
-    for name, (dtype, tf32, stage1) in PRECISIONS.items():
-        network.stage1_in_autocast = stage1
-        for batch in args.batches:
-            if time.monotonic() > deadline:
-                print(f"{name:>9} {batch:>6} skipped: --gpu-budget spent")
-                continue
-            set_tf32(tf32)
-            torch.cuda.empty_cache()
-            torch.cuda.reset_peak_memory_stats()
-            audio = torch.from_numpy(np.stack([speech_signal(args.segment)[:segment]] * batch)).to(device)
-            samples = batch * segment
-            try:
-                eager = throughput(lambda: run_network(network, audio, dtype), samples, args.iters)
-                host = audio.cpu().numpy()
-                end_to_end = throughput(lambda: enhance_batch(network, host, DTYPE_NAMES[dtype]), samples, args.iters)
-                torch.cuda.empty_cache()
-                graph = throughput(cuda_graph(network, audio, dtype), samples, args.iters)
-            except torch.cuda.OutOfMemoryError:
-                print(f"{name:>9} {batch:>6} out of GPU memory")
-                continue
-            except Exception:  # as above: one failing configuration must not cost the others
-                traceback.print_exc()
-                continue
-            print(f"{name:>9} {batch:>6} {eager:>8.0f} {graph:>8.0f} {end_to_end:>14.0f} "
-                  f"{torch.cuda.max_memory_allocated() / 1e9:>12.1f}", flush=True)
-    set_tf32(False)
-    network.stage1_in_autocast = True
-    if args.compile:
-        compiled(network, args)
-
-
-DTYPE_NAMES = {None: "float32", torch.bfloat16: "bfloat16", torch.float16: "float16"}
-
-
-def set_tf32(allowed: bool) -> None:
-    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = allowed
-
-
-def run_network(network, audio, dtype):
-    with torch.inference_mode(), torch.autocast("cuda", dtype=dtype or torch.float32, enabled=dtype is not None):
-        return network(audio).wav
-
-
-def throughput(run, samples: int, iters: int) -> float:
-    """Audio seconds per wall second of `run` (after two warm-up calls)."""
-    for _ in range(2):
-        run()
-    torch.cuda.synchronize()
-    started = time.perf_counter()
-    for _ in range(iters):
-        run()
-    torch.cuda.synchronize()
-    return samples * iters / MODEL_RATE / (time.perf_counter() - started)
-
-
-def cuda_graph(network, audio, dtype):
-    """A replay function of `network` on `audio` captured as one CUDA graph."""
-    stream = torch.cuda.Stream()
-    stream.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(stream):
-        for _ in range(2):
-            run_network(network, audio, dtype)
-    torch.cuda.current_stream().wait_stream(stream)
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        run_network(network, audio, dtype)
-    return graph.replay
-
-
-def quality(network) -> None:
-    """SI-SDR of each precision's whole-clip output against strict fp32, through `enhance` (segmented)."""
-    speech = speech_signal(14)
-    outputs = {}
-    for name, (dtype, tf32, stage1) in PRECISIONS.items():
-        set_tf32(tf32)
-        network.stage1_in_autocast = stage1
-        outputs[name] = enhance(speech, MODEL_RATE, network, dtype=DTYPE_NAMES[dtype])
-    set_tf32(False)
-    network.stage1_in_autocast = True
-    figures = ", ".join(f"{name} {si_sdr(out, outputs['fp32']):.1f} dB" for name, out in outputs.items() if name != "fp32")
-    print(f"SI-SDR against strict fp32 on {len(speech) / MODEL_RATE:.0f} s of speech: {figures}", flush=True)
-
-
-def compiled(network, args) -> None:
-    """torch.compile of the whole network at bf16, one batch size: compile time and throughput."""
-    batch = args.batches[0]
-    segment = int(args.segment * MODEL_RATE) // 320 * 320
-    audio = torch.from_numpy(np.stack([speech_signal(args.segment)[:segment]] * batch)).cuda()
-    started = time.perf_counter()
-    fn = torch.compile(network)
-    run_network(fn, audio, torch.bfloat16)
-    torch.cuda.synchronize()
-    print(f"torch.compile: {time.perf_counter() - started:.0f} s to compile; bf16 batch {batch}: "
-          f"{throughput(lambda: run_network(fn, audio, torch.bfloat16), batch * segment, args.iters):.0f} x RT",
-          flush=True)
-
-
 def seconds_or_none(text: str) -> float | None:
     return None if text.lower() == "none" else float(text)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seconds", type=float, nargs="*", default=[4, 30, 600])
     parser.add_argument("--memory-minutes", type=float, nargs="*", default=[60],
@@ -378,10 +251,6 @@ def main() -> None:
                         help="ansray's segment length in seconds, or 'none' for one pass")
     parser.add_argument("--overlap", type=float, default=SegmentOptions.overlap_seconds)
     parser.add_argument("--batch", type=int, default=SegmentOptions.batch_size)
-    parser.add_argument("--batches", type=int, nargs="*", default=[16, 32, 64], help="GPU batch sizes")
-    parser.add_argument("--iters", type=int, default=3, help="GPU timed calls per figure")
-    parser.add_argument("--gpu-budget", type=float, default=240, help="seconds after which GPU figures are skipped")
-    parser.add_argument("--compile", action="store_true", help="also time torch.compile (GPU)")
     parser.add_argument("--worker", choices=["reference", "ansray"], help=argparse.SUPPRESS)
     parser.add_argument("--size", default="official", help=argparse.SUPPRESS)
     parser.add_argument("--save", help=argparse.SUPPRESS)
@@ -391,8 +260,6 @@ def main() -> None:
     args = parser.parse_args()
     if args.worker:
         print(json.dumps(run_worker(args)))
-    elif args.device == "cuda":
-        gpu_benchmark(args)
     else:
         cpu_benchmark(args)
 

@@ -21,11 +21,12 @@ from ansray.segments import MODEL_HOP, MODEL_WINDOW
 
 
 def reference_enhance(model: FRCRN, signal: np.ndarray) -> np.ndarray:
-    """[samples] float32 at 16 kHz -> [samples] enhanced, in one pass of the unfused network."""
+    """[samples] float32 at 16 kHz -> [samples] enhanced, in one pass of the unfused network on its device."""
     gain = float(level_gains(signal[:, None])[0])
     length = max(len(signal), MODEL_WINDOW)
     padded = np.zeros(-(-length // MODEL_HOP) * MODEL_HOP, dtype=np.float32)
     padded[: len(signal)] = signal * gain
+    device = next(model.parameters()).device
     with torch.no_grad():
-        out = model(torch.from_numpy(padded)[None]).wav_l2[0].numpy()
+        out = model(torch.from_numpy(padded)[None].to(device)).wav_l2[0].cpu().numpy()
     return out[: len(signal)] / gain
