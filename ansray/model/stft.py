@@ -27,7 +27,8 @@ def analysis_window(win_len: int, win_type: str) -> np.ndarray:
 def stft_kernels(win_len: int, fft_len: int, win_type: str) -> dict[str, torch.Tensor]:
     """The four fixed tensors a reference checkpoint carries: `stft.weight`, `istft.{weight,window,enframe}`."""
     window = analysis_window(win_len, win_type)
-    basis = np.fft.rfft(np.eye(fft_len))[:win_len]
+    # The first win_len rows of the DFT of an fft_len identity: memory grows with win_len * fft_len only.
+    basis = np.fft.rfft(np.eye(win_len, fft_len))
     kernel = np.concatenate([basis.real, basis.imag], axis=1).T  # [2F, win_len]
     forward = kernel * window
     inverse = np.linalg.pinv(kernel).T * window
