@@ -272,3 +272,12 @@ def test_empty_checkpoint_file_says_it_is_empty(tmp_path):
     path.write_bytes(b"")
     with pytest.raises(CheckpointError, match=r"empty\.bin: empty file \(0 bytes\)$"):
         load_model(str(path))
+
+
+def test_checkpoint_errors_survive_pickling_with_file_and_reason():
+    """Ray sends a worker's exception to the driver pickled; it must arrive as itself."""
+    import pickle
+
+    error = pickle.loads(pickle.dumps(CheckpointError("runs/a/checkpoint.pt", "empty file (0 bytes)")))
+    assert isinstance(error, CheckpointError) and str(error) == "runs/a/checkpoint.pt: empty file (0 bytes)"
+    assert (error.source, error.reason) == ("runs/a/checkpoint.pt", "empty file (0 bytes)")

@@ -48,6 +48,11 @@ class CheckpointError(Exception):
         self.source = source
         self.reason = reason
 
+    def __reduce__(self):
+        # Exceptions pickle as cls(*args), here the one-string message; Ray sends a worker's error
+        # to the driver pickled, and would report a TypeError instead.
+        return type(self), (self.source, self.reason)
+
 
 def alias_of(key: str) -> str | None:
     """The canonical key of a reference alias (`unet.encoders.3.x` -> `unet.encoder3.x`), else None."""

@@ -7,8 +7,10 @@ died is restarted from it up to `max_failures` times.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
+import os
 from dataclasses import dataclass, field
 
 from .checkpoints import BEST_MODEL, read_best_metrics
@@ -83,10 +85,25 @@ def warn_if_no_cpu_left_for_data(cfg: TrainConfig) -> None:
                     max(cpus_per_worker_that_fit(cfg.num_workers, cpus), 0))
 
 
+def with_absolute_paths(cfg: TrainConfig) -> TrainConfig:
+    """`cfg` with its local paths made absolute: Ray Train runs each worker in a directory of its
+    own, where a relative `init` or `storage` would name nothing, or somewhere else."""
+
+    def absolute(uri: str | None) -> str | None:
+        return os.path.abspath(uri) if uri and "://" not in uri else uri
+
+    return dataclasses.replace(
+        cfg, storage=absolute(cfg.storage), init=absolute(cfg.init), train_data=absolute(cfg.train_data),
+        valid_data=absolute(cfg.valid_data), clean=tuple(map(absolute, cfg.clean)),
+        noise=tuple(map(absolute, cfg.noise)), rir=tuple(map(absolute, cfg.rir)),
+    )
+
+
 def run_training(cfg: TrainConfig) -> TrainingSummary:
     """Trains (or resumes training) as `cfg` says, on the connected Ray cluster (ray.init first)."""
     from ray.train.torch import TorchTrainer
 
+    cfg = with_absolute_paths(cfg)
     warn_if_no_cpu_left_for_data(cfg)
     trainer = TorchTrainer(
         train_loop_per_worker,
