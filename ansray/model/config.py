@@ -39,7 +39,7 @@ class FRCRNConfig:
 
     def __post_init__(self):
         for field in dataclasses.fields(self):
-            value, expected = getattr(self, field.name), FIELD_TYPES[field.type]
+            value, expected = getattr(self, field.name), FIELD_TYPES.get(field.type, field.type)
             # bool is a subclass of int, but `true` for a width (or 1 for a flag) is a mistake, not a value.
             if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
                 raise ValueError(f"{field.name} must be {'an' if expected is int else 'a'} {expected.__name__}, "
