@@ -14,6 +14,7 @@ Rerunning the same command continues the run from its latest checkpoint.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import math
@@ -24,7 +25,7 @@ from ansray.io import read_bytes
 from ansray.model import MODEL_SIZES, FRCRNConfig
 from ansray.training.checkpoints import export_model
 from ansray.training.config import LOSS_MODES, PRECISIONS, SEGMENT_MODES, TrainConfig
-from ansray.training.trainer import run_training
+from ansray.training.trainer import cpus_per_worker_that_fit, run_training
 
 DEFAULTS = TrainConfig(storage="", name="", train_data="")
 
@@ -97,8 +98,9 @@ def add_run_flags(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--num-workers", type=int, default=DEFAULTS.num_workers,
                        help="DDP workers (default %(default)s)")
     group.add_argument("--use-gpu", action="store_true")
-    group.add_argument("--cpus-per-worker", type=float, default=DEFAULTS.cpus_per_worker,
-                       help="default %(default)s; leave CPUs for Ray Data to decode audio")
+    group.add_argument("--cpus-per-worker", type=float, default=None,
+                       help=f"default {DEFAULTS.cpus_per_worker:g}, or on a local Ray what leaves one CPU for "
+                            f"Ray Data to decode audio")
     group.add_argument("--checkpoint-every-steps", type=int, default=DEFAULTS.checkpoint_every_steps,
                        help="also checkpoint every N steps (default %(default)s; always at each epoch end)")
     group.add_argument("--keep-checkpoints", type=int, default=DEFAULTS.keep_checkpoints,
@@ -139,7 +141,8 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         storage=args.storage, name=args.name, train_data=args.train_data, valid_data=args.valid_data,
         clean=tuple(args.clean), noise=tuple(args.noise), rir=tuple(args.rir), mix=mix,
         model=model_config(args), init=args.init,
-        num_workers=args.num_workers, use_gpu=args.use_gpu, cpus_per_worker=args.cpus_per_worker,
+        num_workers=args.num_workers, use_gpu=args.use_gpu,
+        cpus_per_worker=args.cpus_per_worker if args.cpus_per_worker is not None else DEFAULTS.cpus_per_worker,
         batch_size=args.batch_size, segment_seconds=args.segment_seconds, segment_mode=args.segment_mode,
         epochs=args.epochs, steps_per_epoch=args.steps_per_epoch, lr=args.lr, weight_decay=args.weight_decay,
         clip_grad_norm=args.clip_grad_norm, loss_mode=args.loss_mode, precision=args.precision, seed=args.seed,
@@ -147,6 +150,27 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         checkpoint_every_steps=args.checkpoint_every_steps, keep_checkpoints=args.keep_checkpoints,
         max_failures=args.max_failures, stop_at_step=args.stop_at_step, storage_options=args.storage_options,
     )
+
+
+def fit_to_this_machine(cfg: TrainConfig, requested: float | None) -> TrainConfig:
+    """On a local Ray, which cannot grow, one CPU must stay free for Ray Data or training waits forever:
+    fits the workers' CPUs to the machine, or fails at once when --cpus-per-worker leaves none."""
+    import ray
+
+    cpus = ray.cluster_resources().get("CPU", 0)
+    fits = cpus_per_worker_that_fit(cfg.num_workers, cpus)
+    if requested is None and 0 < fits < cfg.cpus_per_worker:
+        logging.getLogger("ansray.training").info("--cpus-per-worker %g: %d workers on this machine's %g CPUs, "
+                                                  "one left for Ray Data", fits, cfg.num_workers, cpus)
+        return dataclasses.replace(cfg, cpus_per_worker=fits)
+    if fits <= 0:
+        raise SystemExit(f"train.py: error: this machine has {cpus:g} CPUs: training needs one more than its "
+                         f"workers take, for Ray Data to decode audio")
+    if cfg.cpus_per_worker > fits:
+        raise SystemExit(f"train.py: error: --num-workers {cfg.num_workers} x --cpus-per-worker "
+                         f"{cfg.cpus_per_worker:g} leave none of this machine's {cpus:g} CPUs for Ray Data to decode "
+                         f"audio, and training would wait forever; use --cpus-per-worker {fits:g} or fewer workers")
+    return cfg
 
 
 def main(argv: list[str] | None = None):
@@ -160,11 +184,18 @@ def main(argv: list[str] | None = None):
 
     if not ray.is_initialized():
         ray.init(address=args.address)
+    if args.address is None and len(ray.nodes()) == 1:
+        cfg = fit_to_this_machine(cfg, args.cpus_per_worker)
     summary = run_training(cfg)
     metrics = summary.metrics
     print(f"run {summary.run_uri}: step {metrics.get('step')} of {cfg.total_steps}, "
-          f"{metrics.get('skipped_steps', 0)} skipped steps")
+          f"{metrics.get('skipped_steps', 'unknown')} skipped steps")
     print(f"latest checkpoint: {summary.checkpoint}")
+    if summary.checkpoint is None or metrics.get("step", -1) < cfg.final_step:
+        # Ray's result holds the latest checkpoint's metrics: a run whose state turned non-finite
+        # wrote none after that, and must not look like a success.
+        raise SystemExit(f"train.py: error: {summary.run_uri}: the run ended without a checkpoint of step "
+                         f"{cfg.final_step} (see the errors above)")
     best = summary.best_metrics
     if best and math.isfinite(best.get("valid_si_snr_improvement", math.nan)):
         print(f"best model: {summary.best_model} (epoch {best['epoch']}, "

@@ -155,7 +155,7 @@ def test_config_reads_modelscope_json_and_both_window_names(tmp_path):
     for name in ("hanning", "hann"):
         path = tmp_path / f"{name}.json"
         path.write_text(json.dumps({"model": {"type": "x", "win_type": name, "unknown_key": 1}}))
-        assert FRCRNConfig.from_json(str(path)) == FRCRNConfig(win_type=name)
+        assert FRCRNConfig.from_json(path) == FRCRNConfig(win_type=name)
     assert FRCRNConfig() == FRCRNConfig(
         complex=True, model_complexity=45, model_depth=14, log_amp=False, padding_mode="zeros",
         win_len=640, win_inc=320, fft_len=640, win_type="hanning",
@@ -167,3 +167,117 @@ def test_unsupported_config_values_fail_loudly():
         FRCRNConfig(model_depth=7)
     with pytest.raises(ValueError, match="win_type"):
         FRCRNConfig(win_type="blackman")
+
+
+# ---------------------------------------------------------------------------------------------
+# Untrusted configurations and weights (issue 19): refused with the file and the reason, before
+# anything large is built.
+
+
+def tiny_model_dir(folder, config_changes: dict | None = None, state: dict | None = None) -> str:
+    """A ModelScope-style dir holding a tiny FRCRN's weights (or `state`), and a configuration.json
+    with `config_changes` applied to the model section when given."""
+    torch.manual_seed(0)
+    model = FRCRN(MODEL_SIZES["tiny"])
+    folder.mkdir(parents=True, exist_ok=True)
+    torch.save(state if state is not None else reference_state_dict(model), folder / WEIGHTS_NAME)
+    if config_changes is not None:
+        section = {"type": "speech_frcrn_ans_cirm_16k"} | model.config.to_dict() | config_changes
+        (folder / CONFIG_NAME).write_text(json.dumps({"framework": "pytorch", "model": section}))
+    return str(folder)
+
+
+@pytest.fixture
+def no_full_size_builds(monkeypatch):
+    """Fails the test if load_model builds a real (not meta-device) network wider than the weights."""
+    import ansray.model.checkpoint as checkpoint
+
+    real = checkpoint.FRCRN
+
+    def guarded(config=None):
+        if torch.get_default_device().type != "meta" and config.channels > MODEL_SIZES["tiny"].channels:
+            raise AssertionError(f"a {config.channels}-channel network was built before the config was checked")
+        return real(config)
+
+    monkeypatch.setattr(checkpoint, "FRCRN", guarded)
+
+
+@pytest.mark.parametrize("channels", [4096, 1048576])
+def test_config_wider_than_the_weights_is_refused_before_anything_is_built(tmp_path, no_full_size_builds, channels):
+    folder = tiny_model_dir(tmp_path / "model", {"channels": channels})
+    with pytest.raises(CheckpointError, match=rf"channels={channels}.*the weights have channels=16") as error:
+        load_model(folder)
+    assert error.value.source == str(tmp_path / "model" / CONFIG_NAME)
+
+
+def test_model_depth_beyond_what_the_fft_allows_is_a_checkpoint_error(tmp_path):
+    folder = tiny_model_dir(tmp_path / "model", {"model_depth": 1000})
+    with pytest.raises(CheckpointError, match=r"model_depth 1000 is too deep for fft_len 640.*at most 14") as error:
+        load_model(folder)
+    assert error.value.source.endswith(CONFIG_NAME)
+
+
+@pytest.mark.parametrize("changes, reason", [
+    ({"win_inc": 0}, r"win_inc must be between 1 and win_len 640, got 0"),
+    ({"win_inc": -320}, r"win_inc must be between 1 and win_len 640, got -320"),
+    ({"win_inc": 641}, r"win_inc must be between 1 and win_len 640, got 641"),
+    ({"win_len": 0}, r"win_len must be at least 1"),
+    ({"channels": "16"}, r"channels must be an int, got '16'"),
+    ({"channels": True}, r"channels must be an int, got True"),
+    ({"win_inc": 320.0}, r"win_inc must be an int, got 320.0"),
+    ({"complex": 1}, r"complex must be a bool, got 1"),
+    ({"win_type": None}, r"win_type must be a str, got None"),
+])
+def test_configuration_values_of_the_wrong_type_or_range_are_refused(tmp_path, changes, reason):
+    folder = tiny_model_dir(tmp_path / "model", changes)
+    with pytest.raises(CheckpointError, match=reason) as error:
+        load_model(folder)
+    assert error.value.source.endswith(CONFIG_NAME)
+
+
+def test_configuration_that_is_not_a_json_object_is_never_opened_as_a_path(tmp_path, monkeypatch):
+    folder = tiny_model_dir(tmp_path / "model")
+    (tmp_path / "model" / CONFIG_NAME).write_text("[1,2,3]")
+    # A file named like the content, in the working directory: reading it would be a path traversal.
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "[1,2,3]").write_text(json.dumps({"model": MODEL_SIZES["tiny"].to_dict()}))
+    with pytest.raises(CheckpointError, match=r"configuration must be a JSON object, got list") as error:
+        load_model(folder)
+    assert error.value.source.endswith(CONFIG_NAME)
+    with pytest.raises(ValueError, match="JSON object"):
+        FRCRNConfig.from_json(json.dumps({"model": [1, 2, 3]}))
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")])
+def test_non_finite_weights_are_refused_at_load(tmp_path, value):
+    torch.manual_seed(0)
+    state = reference_state_dict(FRCRN(MODEL_SIZES["tiny"]))
+    state["unet2.decoder1.bn.bn_im.running_var"][3] = value  # its alias `decoders.1` shares the storage
+    path = save(state, tmp_path / "nonfinite.bin")
+    with pytest.raises(CheckpointError, match=r"non-finite values \(NaN or Inf\).*unet2\.decoder1\.bn\.bn_im"):
+        load_model(path)
+
+
+def test_integer_weights_are_refused(tmp_path):
+    torch.manual_seed(0)
+    state = {k: (1000 * v).round().to(torch.int64) if v.is_floating_point() else v
+             for k, v in reference_state_dict(FRCRN(MODEL_SIZES["tiny"])).items()}
+    path = save(state, tmp_path / "integers.bin")
+    with pytest.raises(CheckpointError, match=r"integers.bin: integer tensors where FRCRN has floating-point weights"):
+        load_model(path)
+
+
+def test_empty_checkpoint_file_says_it_is_empty(tmp_path):
+    path = tmp_path / "empty.bin"
+    path.write_bytes(b"")
+    with pytest.raises(CheckpointError, match=r"empty\.bin: empty file \(0 bytes\)$"):
+        load_model(str(path))
+
+
+def test_checkpoint_errors_survive_pickling_with_file_and_reason():
+    """Ray sends a worker's exception to the driver pickled; it must arrive as itself."""
+    import pickle
+
+    error = pickle.loads(pickle.dumps(CheckpointError("runs/a/checkpoint.pt", "empty file (0 bytes)")))
+    assert isinstance(error, CheckpointError) and str(error) == "runs/a/checkpoint.pt: empty file (0 bytes)"
+    assert (error.source, error.reason) == ("runs/a/checkpoint.pt", "empty file (0 bytes)")

@@ -206,3 +206,90 @@ def test_mixing_on_the_fly_trains_from_clean_and_noise_sources(job, ray_cluster,
                         "--valid-segments", "4", "--no-quality-metrics"])
     assert summary.metrics["step"] == 3 and summary.metrics["valid_segments"] == 4
     assert np.isfinite(summary.metrics["train_loss"]) and np.isfinite(summary.metrics["valid_si_snr_improvement"])
+
+
+def test_rerun_falls_back_past_a_corrupt_latest_checkpoint_and_names_it(job, dataset, tmp_path):
+    command = ["--train-data", dataset, "--storage", str(tmp_path), "--name", "corrupt", *SMALL_RUN,
+               "--epochs", "2", "--steps-per-epoch", "6", "--checkpoint-every-steps", "4", "--no-quality-metrics"]
+    job.main(command + ["--stop-at-step", "8"])
+    run = tmp_path / "corrupt"
+    latest = run / checkpoint_dir_name(8) / CHECKPOINT_NAME
+    latest.write_bytes(latest.read_bytes()[:4096])  # a write cut short
+    expected_digest = weights_digest(load_model(str(run / checkpoint_dir_name(6) / CHECKPOINT_NAME)))
+
+    second = job.main(command)
+
+    assert second.metrics["unreadable_checkpoints"] == str(latest)
+    assert second.metrics["resumed_from"] == checkpoint_dir_name(6) and second.metrics["resumed_from_step"] == 6
+    assert second.metrics["resumed_weights_digest"] == expected_digest
+    assert second.metrics["step"] == 12
+    # Step 8 again, beside the unreadable one (whose directory Ray's retention will delete), then 12.
+    assert sorted(p.name for p in run.glob("checkpoint-*")) == [
+        checkpoint_dir_name(8), checkpoint_dir_name(8) + "-redo1", checkpoint_dir_name(12)]
+    third = job.main(command)  # Ray still accepts the run directory, and the run is complete
+    assert third.metrics["step"] == 12 and third.checkpoint.endswith(checkpoint_dir_name(12))
+
+
+def test_workers_that_leave_no_cpu_of_a_local_machine_for_data_fail_at_once_with_the_fix(job, ray_cluster, tmp_path):
+    with pytest.raises(SystemExit, match=r"--num-workers 2 x --cpus-per-worker 1 leave none of this machine's 2 "
+                                         r"CPUs.*use --cpus-per-worker 0.5"):
+        job.main(["--train-data", str(tmp_path), "--storage", str(tmp_path), "--name", "busy", "--model-size", "tiny",
+                  "--num-workers", "2", "--cpus-per-worker", "1"])
+
+
+def test_a_local_run_with_relative_paths_and_default_cpus_per_worker_trains(job, dataset, tmp_path, monkeypatch,
+                                                                            caplog):
+    """Two workers on the 2-CPU test cluster get half a CPU each, leaving one for Ray Data; relative
+    paths reach the workers, which Ray Train runs in a directory of their own."""
+    from ansray.model.starter import STARTER_MODEL_DIR
+
+    monkeypatch.chdir(tmp_path)
+    caplog.set_level("INFO", logger="ansray.training")
+    summary = job.main(["--train-data", os.path.relpath(dataset), "--storage", "runs", "--name", "fitted",
+                        "--init", os.path.relpath(STARTER_MODEL_DIR), "--num-workers", "2", "--batch-size", "2",
+                        "--segment-seconds", "0.5", "--epochs", "1", "--steps-per-epoch", "2", "--valid-segments", "4",
+                        "--no-quality-metrics", "--loss-mode", "SiSNR"])
+    assert summary.metrics["step"] == 2
+    assert "--cpus-per-worker 0.5: 2 workers on this machine's 2 CPUs" in caplog.text
+    checkpoint = tmp_path / "runs" / "fitted" / checkpoint_dir_name(2) / CHECKPOINT_NAME
+    assert load_model(str(checkpoint)).config.channels == 16  # the starter model's width
+
+
+@pytest.mark.parametrize("metrics, checkpoint", [({}, None), ({"step": 4, "skipped_steps": 0}, "/runs/x/checkpoint-4")])
+def test_a_run_that_ends_without_its_final_checkpoint_exits_non_zero(job, ray_cluster, tmp_path, monkeypatch,
+                                                                     metrics, checkpoint):
+    from ansray.training.trainer import TrainingSummary
+
+    # What Ray's result holds when the state turned non-finite: no checkpoint, or only an early one.
+    monkeypatch.setattr(job, "run_training", lambda cfg: TrainingSummary(cfg.run_uri, metrics, checkpoint))
+    with pytest.raises(SystemExit, match=r"the run ended without a checkpoint of step 6") as exit_info:
+        job.main(["--train-data", str(tmp_path), "--storage", str(tmp_path), "--name", "broken", "--model-size",
+                  "tiny", "--epochs", "1", "--steps-per-epoch", "6", "--cpus-per-worker", "0.5"])
+    assert exit_info.value.code != 0
+
+
+def test_steps_skipped_on_overflowing_input_are_counted_and_leave_the_checkpoints_usable(job, ray_cluster, tmp_path):
+    """Every training pair is finite but so loud (x1e37) that the forward pass overflows: each step is
+    skipped, BatchNorm keeps its statistics, and the run still ends with a checkpoint that says so."""
+    rng = np.random.default_rng(3)
+    manifests = {"train": [], "valid": []}
+    for index in range(4):
+        clean = synthetic_speech(rng, 1.0)
+        noisy = clean + 0.05 * rng.standard_normal(clean.shape).astype(np.float32)
+        for split, gain in (("train", 1e37), ("valid", 1.0)):
+            paths = {side: str(tmp_path / split / side / f"{index}.wav") for side in ("noisy", "clean")}
+            write_audio(paths["noisy"], gain * noisy, 16000, format="WAV", subtype="FLOAT")
+            write_audio(paths["clean"], clean, 16000, format="WAV", subtype="FLOAT")
+            manifests[split].append(json.dumps({"input_filepath": paths["noisy"], "target_filepath": paths["clean"]}))
+    for split, lines in manifests.items():
+        (tmp_path / f"{split}.jsonl").write_text("\n".join(lines) + "\n")
+
+    summary = job.main(["--train-data", str(tmp_path / "train.jsonl"), "--valid-data", str(tmp_path / "valid.jsonl"),
+                        "--storage", str(tmp_path / "runs"), "--name", "loud", "--model-size", "tiny",
+                        "--num-workers", "1", "--batch-size", "2", "--segment-seconds", "0.5", "--epochs", "1",
+                        "--steps-per-epoch", "3", "--valid-segments", "4", "--no-quality-metrics"])
+
+    assert summary.metrics["step"] == 3 and summary.metrics["skipped_steps"] == 3
+    assert summary.checkpoint is not None and np.isfinite(summary.metrics["valid_loss"])
+    model = load_model(str(tmp_path / "runs" / "loud" / checkpoint_dir_name(3) / CHECKPOINT_NAME))
+    assert all(torch.isfinite(value).all() for value in model.state_dict().values() if value.is_floating_point())

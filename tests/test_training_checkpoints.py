@@ -4,6 +4,7 @@ caught, and export falls back to the latest checkpoint when a run has no best mo
 import random
 
 import numpy as np
+import pytest
 import torch
 
 from ansray.model import FRCRN, MODEL_SIZES, load_model, weights_digest
@@ -37,9 +38,9 @@ def trained_parts():
     return model, optimizer, scheduler
 
 
-def write_run_checkpoint(run, step, model, optimizer, scheduler):
+def write_run_checkpoint(run, step, model, optimizer, scheduler, name=None):
     state = TrainingState(step=step, epoch=1, skipped_steps=2, best=BEST)
-    folder = run / checkpoint_dir_name(step)
+    folder = run / (name or checkpoint_dir_name(step))
     write_checkpoint_dir(str(folder), 0, checkpoint_payload(model, optimizer, scheduler, None, state, {"lr": 1e-3}))
     write_checkpoint_dir(str(folder), 1, None)
     return folder
@@ -136,3 +137,44 @@ def test_export_job_writes_a_chosen_checkpoint(tmp_path):
     folder = write_run_checkpoint(tmp_path / "run", 8, model, optimizer, scheduler)
     job.main(["--checkpoint", str(folder / CHECKPOINT_NAME), "--output", str(tmp_path / "out")])
     assert weights_digest(load_model(str(tmp_path / "out"))) == weights_digest(model)
+
+
+def test_resume_falls_back_past_unreadable_checkpoints_and_names_them(tmp_path):
+    from ansray.training.checkpoints import read_newest_checkpoint
+
+    model, optimizer, scheduler = trained_parts()
+    for step in (4, 8, 12):
+        write_run_checkpoint(tmp_path, step, model, optimizer, scheduler)
+    newest = tmp_path / checkpoint_dir_name(12) / CHECKPOINT_NAME
+    newest.write_bytes(newest.read_bytes()[:1000])  # a write cut short
+    rng_of_8 = tmp_path / checkpoint_dir_name(8) / "rng-rank1.pt"
+    rng_of_8.write_bytes(b"")
+
+    name, payload, rng, unreadable = read_newest_checkpoint(str(tmp_path), checkpoint_dir_name(12), 1)
+
+    assert name == checkpoint_dir_name(4) and payload["state"]["step"] == 4 and rng is not None
+    assert [error.source for error in unreadable] == [str(newest), str(rng_of_8)]
+    assert "truncated" in unreadable[0].reason and unreadable[1].reason == "empty file (0 bytes)"
+    # Rank 0's files of step 8 are whole: it resumes from there.
+    assert read_newest_checkpoint(str(tmp_path), checkpoint_dir_name(12), 0)[0] == checkpoint_dir_name(8)
+
+
+def test_a_run_with_no_readable_checkpoint_is_refused_with_every_reason(tmp_path):
+    from ansray.model import CheckpointError
+    from ansray.training.checkpoints import read_newest_checkpoint
+
+    model, optimizer, scheduler = trained_parts()
+    folder = write_run_checkpoint(tmp_path, 4, model, optimizer, scheduler)
+    torch.save({"format": "something else"}, folder / CHECKPOINT_NAME)
+    with pytest.raises(CheckpointError, match=r"no checkpoint of the run can be read.*not an ansray training"):
+        read_newest_checkpoint(str(tmp_path), checkpoint_dir_name(4), 0)
+
+
+def test_new_checkpoints_never_take_the_name_of_an_unreadable_one(tmp_path):
+    taken = {checkpoint_dir_name(8), checkpoint_dir_name(8) + "-redo1"}
+    assert checkpoint_dir_name(8, taken) == "checkpoint-00000008-redo2"
+    assert checkpoint_dir_name(12, taken) == "checkpoint-00000012"
+    model, optimizer, scheduler = trained_parts()
+    for name in ("checkpoint-00000008-redo10", "checkpoint-00000008", "checkpoint-00000008-redo2"):
+        write_run_checkpoint(tmp_path, 8, model, optimizer, scheduler, name)
+    assert latest_checkpoint_uri(str(tmp_path)).endswith(f"checkpoint-00000008-redo10/{CHECKPOINT_NAME}")

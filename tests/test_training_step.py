@@ -94,3 +94,21 @@ def test_bf16_autocast_step_keeps_float32_weights():
     result = train_step(model, optimizer, *batch(), StepSettings(precision="bf16"))
     assert not result.skipped and torch.isfinite(torch.tensor(result.loss))
     assert all(p.dtype == torch.float32 for p in model.parameters())
+
+
+def test_a_skipped_step_leaves_no_trace_in_batchnorm_statistics():
+    """A finite input so loud that the forward pass overflows: the loss is not finite, and train-mode
+    BatchNorm has already folded the batch into its running statistics; the skip must undo that."""
+    model = tiny_model()
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    noisy, clean = batch()
+    train_step(model, optimizer, noisy, clean)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+
+    result = train_step(model, optimizer, noisy * 1e37, clean)
+
+    assert result.skipped
+    changed = [k for k, v in model.state_dict().items() if not torch.equal(v, before[k])]
+    assert changed == []
+    after = train_step(model, optimizer, noisy, clean)  # and training goes on from the same state
+    assert not after.skipped and torch.isfinite(torch.tensor(after.loss))

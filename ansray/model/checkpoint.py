@@ -48,6 +48,11 @@ class CheckpointError(Exception):
         self.source = source
         self.reason = reason
 
+    def __reduce__(self):
+        # Exceptions pickle as cls(*args), here the one-string message; Ray sends a worker's error
+        # to the driver pickled, and would report a TypeError instead.
+        return type(self), (self.source, self.reason)
+
 
 def alias_of(key: str) -> str | None:
     """The canonical key of a reference alias (`unet.encoders.3.x` -> `unet.encoder3.x`), else None."""
@@ -118,41 +123,69 @@ def unwrap_checkpoint(payload, source: str) -> tuple[dict[str, torch.Tensor], di
     return payload, config
 
 
-def _load_payload(data: bytes, source: str):
+def load_payload(data: bytes, source: str):
+    """The object a checkpoint file holds; CheckpointError when it is empty, corrupt or would run code."""
+    if not data:
+        raise CheckpointError(source, "empty file (0 bytes)")
     try:
         # weights_only: a checkpoint is data; unpickling must never be able to run code.
         return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
         raise CheckpointError(source, f"refused to unpickle (weights_only=True): {error}") from None
     except (RuntimeError, EOFError, ValueError, OSError) as error:
-        raise CheckpointError(source, f"unreadable or truncated checkpoint: {error}") from None
+        reason = str(error) or type(error).__name__
+        raise CheckpointError(source, f"unreadable or truncated checkpoint ({len(data)} bytes): {reason}") from None
 
 
 def _stft_geometry(config: FRCRNConfig) -> tuple[int, int, int]:
     return (2 * config.freq_bins, 1, config.win_len)
 
 
+def weights_geometry(state: dict[str, torch.Tensor]) -> tuple[int, int] | None:
+    """(channels, model_depth) read off the weights, or None when they hold no first encoder."""
+    width = state.get("unet.encoder0.conv.conv_re.weight")
+    if width is None or width.dim() == 0:
+        return None
+    depth = 2 * sum(1 for k in state if re.match(r"^unet\.encoder\d+\.conv\.conv_re\.weight$", k))
+    return int(width.shape[0]), depth
+
+
 def infer_config(state: dict[str, torch.Tensor], base: FRCRNConfig) -> FRCRNConfig:
     """Width and depth from the weights, for bare checkpoints that come without a configuration."""
-    width = state.get("unet.encoder0.conv.conv_re.weight")
-    if width is None:
+    geometry = weights_geometry(state)
+    if geometry is None:
         return base
-    depth = 2 * sum(1 for k in state if re.match(r"^unet\.encoder\d+\.conv\.conv_re\.weight$", k))
-    values = base.to_dict() | {"channels": int(width.shape[0]), "model_depth": depth}
-    return FRCRNConfig.from_dict(values)
+    channels, depth = geometry
+    return FRCRNConfig.from_dict(base.to_dict() | {"channels": channels, "model_depth": depth})
 
 
-def build_from_state(state: dict[str, torch.Tensor], config: FRCRNConfig, source: str) -> FRCRN:
-    """An FRCRN holding exactly `state` (canonical keys): every key present, none left over, shapes equal."""
+def check_config_fits_weights(state: dict[str, torch.Tensor], config: FRCRNConfig, source: str,
+                              config_source: str | None = None) -> None:
+    """Refuses a config whose STFT, width or depth are not the weights', then compares every key,
+    shape and kind of number with a network built on the meta device, which allocates nothing.
+
+    A configuration is untrusted text: built first, `channels: 1048576` would ask for terabytes.
+    Once this passes, the network is exactly as large as the checkpoint already in memory. A
+    mismatch names `config_source` (the configuration file) when the config came from one.
+    """
+
+    def config_mismatch(reason: str) -> CheckpointError:
+        if config_source is None:
+            return CheckpointError(source, reason)
+        return CheckpointError(config_source, f"{reason} (weights: {source})")
+
     stft = state.get("stft.weight")
-    if stft is not None and tuple(stft.shape) != _stft_geometry(config):
-        raise CheckpointError(
-            source,
-            f"stft.weight has shape {list(stft.shape)}, but the config (win_len={config.win_len}, "
-            f"fft_len={config.fft_len}) needs {list(_stft_geometry(config))}",
-        )
-    model = FRCRN(config)
-    expected = model.state_dict()
+    if stft is None:
+        raise CheckpointError(source, "missing keys (1): stft.weight")
+    if tuple(stft.shape) != _stft_geometry(config):
+        raise config_mismatch(f"stft.weight has shape {list(stft.shape)}, but the config (win_len={config.win_len}, "
+                              f"fft_len={config.fft_len}) needs {list(_stft_geometry(config))}")
+    geometry = weights_geometry(state)
+    if geometry is not None and geometry != (config.channels, config.model_depth):
+        raise config_mismatch(f"the config has channels={config.channels}, model_depth={config.model_depth}; "
+                              f"the weights have channels={geometry[0]}, model_depth={geometry[1]}")
+    with torch.device("meta"):
+        expected = FRCRN(config).state_dict()
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
     if missing or unexpected:
@@ -165,6 +198,27 @@ def build_from_state(state: dict[str, torch.Tensor], config: FRCRNConfig, source
     wrong = [f"{k} {list(state[k].shape)} vs {list(v.shape)}" for k, v in expected.items() if state[k].shape != v.shape]
     if wrong:
         raise CheckpointError(source, f"shape mismatch (checkpoint vs config): {', '.join(wrong[:10])}")
+    # load_state_dict would silently cast integers into float weights: a sign of some other tensor.
+    kinds = [f"{k} ({state[k].dtype})" for k, v in expected.items()
+             if state[k].is_floating_point() != v.is_floating_point()]
+    if kinds:
+        raise CheckpointError(source, f"integer tensors where FRCRN has floating-point weights, or the reverse "
+                                      f"({len(kinds)}): {', '.join(kinds[:10])}")
+
+
+def check_finite(state: dict[str, torch.Tensor], source: str) -> None:
+    """Refuses NaN or Inf anywhere: such a model turns every input into NaN."""
+    bad = sorted(k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all()))
+    if bad:
+        raise CheckpointError(source, f"non-finite values (NaN or Inf) in keys ({len(bad)}): {', '.join(bad[:10])}")
+
+
+def build_from_state(state: dict[str, torch.Tensor], config: FRCRNConfig, source: str,
+                     config_source: str | None = None) -> FRCRN:
+    """An FRCRN holding exactly `state` (canonical keys): every key present, none left over, shapes
+    and kinds of number equal, all checked before the network is built."""
+    check_config_fits_weights(state, config, source, config_source)
+    model = FRCRN(config)
     model.load_state_dict(state, strict=True)
     return model
 
@@ -196,22 +250,32 @@ def load_model(
         data = read_bytes(weights_uri, storage_options)
     except (FileNotFoundError, IsADirectoryError, PermissionError, OSError) as error:
         raise CheckpointError(weights_uri, f"cannot read checkpoint: {error}") from None
-    state, carried = unwrap_checkpoint(_load_payload(data, weights_uri), weights_uri)
+    state, carried = unwrap_checkpoint(load_payload(data, weights_uri), weights_uri)
+    check_finite(state, weights_uri)  # first: NaN != NaN would read as unequal aliases
     state = canonical_weights(state, weights_uri)
+    config_source = None
     if config is None:
-        config_uri = join_uri(folder, CONFIG_NAME)
-        if exists(config_uri, storage_options):
-            text = read_bytes(config_uri, storage_options).decode("utf-8")
-            try:
-                config = FRCRNConfig.from_json(text)
-            except (ValueError, TypeError) as error:
-                raise CheckpointError(config_uri, f"invalid configuration: {error}") from None
-        elif carried is not None:
-            config = FRCRNConfig.from_dict(carried)
-        else:
-            config = infer_config(state, FRCRNConfig())
-    model = build_from_state(state, config, weights_uri)
+        config, config_source = resolve_config(state, carried, folder, weights_uri, storage_options)
+    model = build_from_state(state, config, weights_uri, config_source)
     return model.to(device).eval()
+
+
+def resolve_config(state: dict[str, torch.Tensor], carried, folder: str, weights_uri: str,
+                   storage_options: dict | None) -> tuple[FRCRNConfig, str | None]:
+    """(config, the configuration file it came from or None): `configuration.json` in `folder`, else
+    the checkpoint's own config, else one inferred from the weights. A config that is not valid is a
+    CheckpointError naming the file it came from."""
+    config_uri = join_uri(folder, CONFIG_NAME)
+    if exists(config_uri, storage_options):
+        try:
+            return FRCRNConfig.from_json(read_bytes(config_uri, storage_options).decode("utf-8")), config_uri
+        except (ValueError, TypeError) as error:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+            raise CheckpointError(config_uri, f"invalid configuration: {error}") from None
+    try:
+        return (FRCRNConfig.from_dict(carried) if carried is not None else infer_config(state, FRCRNConfig())), None
+    except (ValueError, TypeError) as error:
+        what = "configuration carried in the checkpoint" if carried is not None else "architecture of the weights"
+        raise CheckpointError(weights_uri, f"invalid {what}: {error}") from None
 
 
 def configuration_json(config: FRCRNConfig) -> dict:

@@ -15,14 +15,13 @@ import torch
 from torch import nn
 
 from .blocks import ComplexConv2d, ComplexFsmnFreq, ComplexFsmnTime, ComplexSELayer, Decoder, Encoder
-from .config import FRCRNConfig
+from .config import ENCODER_FREQ_KERNEL, FREQ_STRIDE, FRCRNConfig
 from .stft import ConvISTFT, ConvSTFT, stft_kernels
 
 # Every UNet conv spans 2 frames with one frame of padding on each side; stride 2 along frequency.
 TIME_KERNEL = 2
-STRIDE = (2, 1)
+STRIDE = (FREQ_STRIDE, 1)
 PADDING = (0, 1)
-ENCODER_FREQ_KERNEL = 5
 SE_REDUCTION = 8
 
 
@@ -58,18 +57,9 @@ def unet_layout(config: FRCRNConfig) -> UNetLayout:
     For the released config this reproduces the reference's table: encoders (5, 5, 5, 5, 5, 5, 2),
     decoders (2, 5, 5, 5, 6, 5, 5) over heights 321, 159, 78, 37, 17, 7, 2, 1.
     """
-    levels = config.model_depth // 2
-    heights = [config.freq_bins]
-    encoder_kernels = []
-    for i in range(levels):
-        kernel = heights[-1] if i == levels - 1 else ENCODER_FREQ_KERNEL
-        if heights[-1] < kernel:
-            raise ValueError(
-                f"model_depth {config.model_depth} is too deep for fft_len {config.fft_len}: "
-                f"encoder {i} sees {heights[-1]} frequency rows"
-            )
-        encoder_kernels.append(kernel)
-        heights.append((heights[-1] - kernel) // STRIDE[0] + 1)
+    heights = config.unet_heights  # the config has checked that its depth fits its fft_len
+    levels = len(heights) - 1
+    encoder_kernels = [ENCODER_FREQ_KERNEL] * (levels - 1) + [heights[levels - 1]]
     # A transposed conv outputs (h - 1) * stride + kernel rows; pick the kernel that restores the skip's height.
     decoder_kernels = [heights[levels - 1 - i] - (heights[levels - i] - 1) * STRIDE[0] for i in range(levels)]
     return UNetLayout(config.channels, tuple(heights), tuple(encoder_kernels), tuple(decoder_kernels))

@@ -7,6 +7,8 @@ transposed conv1d with the windowed pseudo-inverse, divided by the overlap-added
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -24,13 +26,28 @@ def analysis_window(win_len: int, win_type: str) -> np.ndarray:
     return np.sqrt(0.5 - 0.5 * np.cos(2 * np.pi * n / win_len))
 
 
+@functools.lru_cache(maxsize=4)
+def dft_kernel(win_len: int, fft_len: int) -> tuple[np.ndarray, np.ndarray]:
+    """The real DFT as a [2F, win_len] kernel, and its pseudo-inverse transposed (float64, read-only).
+
+    Cached: the SVD behind the pseudo-inverse costs more than the rest of a model's construction,
+    and loading builds the network twice (on the meta device to check shapes, then for real).
+    """
+    # The first win_len rows of the DFT of an fft_len identity: memory grows with win_len * fft_len only.
+    basis = np.fft.rfft(np.eye(win_len, fft_len))
+    kernel = np.concatenate([basis.real, basis.imag], axis=1).T
+    inverse = np.linalg.pinv(kernel).T
+    kernel.setflags(write=False)
+    inverse.setflags(write=False)
+    return kernel, inverse
+
+
 def stft_kernels(win_len: int, fft_len: int, win_type: str) -> dict[str, torch.Tensor]:
     """The four fixed tensors a reference checkpoint carries: `stft.weight`, `istft.{weight,window,enframe}`."""
     window = analysis_window(win_len, win_type)
-    basis = np.fft.rfft(np.eye(fft_len))[:win_len]
-    kernel = np.concatenate([basis.real, basis.imag], axis=1).T  # [2F, win_len]
+    kernel, inverse = dft_kernel(win_len, fft_len)
     forward = kernel * window
-    inverse = np.linalg.pinv(kernel).T * window
+    inverse = inverse * window
     return {
         "stft.weight": torch.from_numpy(forward[:, None, :].astype(np.float32)),
         "istft.weight": torch.from_numpy(inverse[:, None, :].astype(np.float32)),

@@ -5,7 +5,7 @@ model, optimizer, scheduler, loss scaler, step, epoch, best metric, run config) 
 `rng-rank<r>.pt` per worker. `checkpoint.pt` keeps the model in ansray's `{"model", "config"}`
 layout, so `load_model` reads it directly. The best model by validation SI-SNR improvement is kept
 apart, as `<storage>/<name>/best/model.pt`, so that keeping only the last N checkpoints never
-loses it.
+loses it. A run resumes from the newest checkpoint that can be read, naming each one that cannot.
 """
 
 from __future__ import annotations
@@ -17,25 +17,42 @@ import logging
 import os
 import random
 import re
+from collections.abc import Collection
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from ansray.io import exists, fs_for, join_uri, read_bytes, write_bytes_atomic
-from ansray.model import FRCRN, load_model, save_model_dir
+from ansray.model import FRCRN, CheckpointError, load_model, save_model_dir
+from ansray.model.checkpoint import load_payload
+
+from .step import all_finite_tensors
 
 log = logging.getLogger(__name__)
 
 CHECKPOINT_NAME = "checkpoint.pt"
 BEST_MODEL = "best/model.pt"
 BEST_METRICS = "best/metrics.json"
-CHECKPOINT_DIR = re.compile(r"^checkpoint-(\d+)$")
+CHECKPOINT_DIR = re.compile(r"^checkpoint-(\d+)(?:-redo(\d+))?$")
 FORMAT = "ansray-train/1"
+PAYLOAD_KEYS = ("model", "config", "optimizer", "scheduler", "scaler", "state", "run_config")
 
 
-def checkpoint_dir_name(step: int) -> str:
-    return f"checkpoint-{step:08d}"
+def checkpoint_dir_name(step: int, taken: Collection[str] = ()) -> str:
+    """`checkpoint-<step>`, or `checkpoint-<step>-redo<n>` when a checkpoint that could not be read
+    holds the name: Ray's retention, deleting the old one, would delete the new one with it."""
+    name, redo = f"checkpoint-{step:08d}", 0
+    while name in taken:
+        redo += 1
+        name = f"checkpoint-{step:08d}-redo{redo}"
+    return name
+
+
+def checkpoint_order(name: str) -> tuple[int, int]:
+    """(step, redo) of a checkpoint directory name; later checkpoints sort after earlier ones."""
+    match = CHECKPOINT_DIR.match(name)
+    return int(match.group(1)), int(match.group(2) or 0)
 
 
 def rng_name(rank: int) -> str:
@@ -101,15 +118,58 @@ def write_checkpoint_dir(folder: str, rank: int, payload: dict | None) -> None:
         torch.save(payload, os.path.join(folder, CHECKPOINT_NAME))
 
 
-def read_checkpoint_dir(folder: str, rank: int) -> tuple[dict, dict | None]:
-    """(`checkpoint.pt` payload, this rank's RNG state or None when the run had fewer workers)."""
-    # weights_only: a checkpoint is data; loading it must never run code.
-    payload = torch.load(os.path.join(folder, CHECKPOINT_NAME), map_location="cpu", weights_only=True)
-    if payload.get("format") != FORMAT:
-        raise ValueError(f"{folder}: not an ansray training checkpoint (format {payload.get('format')!r})")
-    rng_path = os.path.join(folder, rng_name(rank))
-    rng = torch.load(rng_path, map_location="cpu", weights_only=True) if os.path.exists(rng_path) else None
+def read_checkpoint_dir(folder: str, rank: int, storage_options: dict | None = None) -> tuple[dict, dict | None]:
+    """(`checkpoint.pt` payload, this rank's RNG state or None when the run had fewer workers) of a
+    checkpoint directory on any storage. CheckpointError, naming the file, when a file is missing,
+    empty, corrupt or not a training checkpoint; storage errors pass through (they may be transient).
+    """
+    uri = join_uri(folder, CHECKPOINT_NAME)
+    if not exists(uri, storage_options):
+        raise CheckpointError(uri, "missing")
+    payload = load_payload(read_bytes(uri, storage_options), uri)
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        found = payload.get("format") if isinstance(payload, dict) else type(payload).__name__
+        raise CheckpointError(uri, f"not an ansray training checkpoint (format {found!r})")
+    missing = [key for key in PAYLOAD_KEYS if key not in payload]
+    if missing:
+        raise CheckpointError(uri, f"incomplete training checkpoint, without {', '.join(missing)}")
+    rng_uri = join_uri(folder, rng_name(rank))
+    rng = load_payload(read_bytes(rng_uri, storage_options), rng_uri) if exists(rng_uri, storage_options) else None
     return payload, rng
+
+
+def checkpoint_dirs(run_uri: str, storage_options: dict | None = None) -> list[str]:
+    """Names of the run's checkpoint directories, oldest first."""
+    fs, path = fs_for(run_uri, storage_options)
+    fs.invalidate_cache(path)
+    if not fs.exists(path):
+        return []
+    names = [entry.rstrip("/").rsplit("/", 1)[-1] for entry in fs.ls(path, detail=False)]
+    return sorted((name for name in names if CHECKPOINT_DIR.match(name)), key=checkpoint_order)
+
+
+def read_newest_checkpoint(run_uri: str, newest: str, rank: int, storage_options: dict | None = None
+                           ) -> tuple[str, dict, dict | None, list[CheckpointError]]:
+    """The newest checkpoint of the run, `newest` (Ray's latest) or an older one, that can be read:
+    (its directory name, payload, this rank's RNG state, the errors of the newer ones that could not).
+
+    A rerun would otherwise fail on a corrupt latest checkpoint for good: Ray restores the latest
+    one it registered, and refuses a run directory from which a registered checkpoint was deleted.
+    """
+    candidates = [name for name in checkpoint_dirs(run_uri, storage_options)
+                  if checkpoint_order(name) <= checkpoint_order(newest)]
+    if newest not in candidates:
+        candidates.append(newest)
+    unreadable = []
+    for name in reversed(candidates):
+        try:
+            payload, rng = read_checkpoint_dir(join_uri(run_uri, name), rank, storage_options)
+        except CheckpointError as error:
+            unreadable.append(error)
+            continue
+        return name, payload, rng, unreadable
+    reasons = "; ".join(str(error) for error in unreadable)
+    raise CheckpointError(run_uri, f"no checkpoint of the run can be read ({reasons}); start a new run (--name)")
 
 
 def all_finite(*modules_or_optimizers) -> bool:
@@ -120,7 +180,7 @@ def all_finite(*modules_or_optimizers) -> bool:
             tensors = list(item.state_dict().values())
         else:
             tensors = [v for state in item.state.values() for v in state.values() if isinstance(v, torch.Tensor)]
-        if not all(torch.isfinite(t).all() for t in tensors if t.is_floating_point()):
+        if not all_finite_tensors(tensors):
             return False
     return True
 
@@ -147,19 +207,12 @@ def read_best_metrics(run_uri: str, storage_options: dict | None = None) -> dict
 
 
 def latest_checkpoint_uri(run_uri: str, storage_options: dict | None = None) -> str | None:
-    """`<run>/checkpoint-<step>/checkpoint.pt` of the highest step, or None."""
-    fs, path = fs_for(run_uri, storage_options)
-    fs.invalidate_cache(path)
-    if not fs.exists(path):
-        return None
-    steps = []
-    for entry in fs.ls(path, detail=False):
-        match = CHECKPOINT_DIR.match(entry.rstrip("/").rsplit("/", 1)[-1])
-        if match and fs.exists(f"{entry.rstrip('/')}/{CHECKPOINT_NAME}"):
-            steps.append((int(match.group(1)), match.group(0)))
-    if not steps:
-        return None
-    return join_uri(run_uri, f"{max(steps)[1]}/{CHECKPOINT_NAME}")
+    """`<run>/checkpoint-<step>/checkpoint.pt` of the newest checkpoint that holds one, or None."""
+    for name in reversed(checkpoint_dirs(run_uri, storage_options)):
+        uri = join_uri(run_uri, f"{name}/{CHECKPOINT_NAME}")
+        if exists(uri, storage_options):
+            return uri
+    return None
 
 
 def export_model(run_uri: str, dest: str, *, storage_options: dict | None = None,

@@ -133,6 +133,11 @@ class TrainConfig:
         return self.epochs * self.steps_per_epoch
 
     @property
+    def final_step(self) -> int:
+        """The step this invocation ends at, with a checkpoint: `total_steps`, or `stop_at_step` if sooner."""
+        return min(self.total_steps, self.stop_at_step or self.total_steps)
+
+    @property
     def mixes_on_the_fly(self) -> bool:
         return bool(self.clean)
 

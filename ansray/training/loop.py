@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+import posixpath
 import sys
 import tempfile
 import time
@@ -22,9 +23,10 @@ from .checkpoints import (
     TrainingState,
     all_finite,
     checkpoint_dir_name,
+    checkpoint_dirs,
     checkpoint_payload,
     read_best_metrics,
-    read_checkpoint_dir,
+    read_newest_checkpoint,
     restore_rng_state,
     write_best,
     write_checkpoint_dir,
@@ -124,16 +126,23 @@ def train_loop_per_worker(loop_config: dict) -> None:
     scaler = torch.amp.GradScaler(device.type) if cfg.precision == "fp16" else None
     state = TrainingState()
     checkpoint = ray.train.get_checkpoint()
+    resumed_from, unreadable = None, []
     if checkpoint is not None:
-        with checkpoint.as_directory() as folder:
-            state = restore(folder, rank, cfg, net, optimizer, scheduler, scaler)
+        newest = posixpath.basename(checkpoint.path.rstrip("/"))
+        resumed_from, payload, rng, unreadable = read_newest_checkpoint(cfg.run_uri, newest, rank, cfg.storage_options)
+        for error in unreadable if rank == 0 else ():
+            log.error("unreadable checkpoint %s: %s; falling back to an older one", error.source, error.reason)
+        state = restore(payload, rng, rank, cfg, net, optimizer, scheduler, scaler)
     else:
         torch.manual_seed(cfg.seed + rank)
+    # New checkpoints must not reuse the directory of one that could not be read (see checkpoint_dir_name).
+    taken = set(checkpoint_dirs(cfg.run_uri, cfg.storage_options)) if unreadable else set()
     state.best = better_best(state.best, read_best_metrics(cfg.run_uri, cfg.storage_options))
-    session = {"resumed_from_step": state.step, "resumed_weights_digest": weights_digest(net)}
+    session = {"resumed_from_step": state.step, "resumed_weights_digest": weights_digest(net),
+               "resumed_from": resumed_from, "unreadable_checkpoints": ", ".join(error.source for error in unreadable)}
     if rank == 0:
         log.info("%s at step %d of %d: %s parameters trained (%d unused by the loss frozen), lr %.1e",
-                 "resuming" if checkpoint is not None else "starting", state.step, cfg.total_steps,
+                 f"resuming from {resumed_from}" if checkpoint is not None else "starting", state.step, cfg.total_steps,
                  f"{sum(p.numel() for p in net.parameters() if p.requires_grad):,}", len(frozen),
                  optimizer.param_groups[0]["lr"])
 
@@ -142,7 +151,7 @@ def train_loop_per_worker(loop_config: dict) -> None:
     batches = endless_batches(ray.train.get_dataset_shard("train"), cfg, device)
     valid_shard = ray.train.get_dataset_shard("valid")
     quality = cfg.quality_metrics and quality_metrics_available()
-    end = min(cfg.total_steps, cfg.stop_at_step or cfg.total_steps)
+    end = cfg.final_step
     meter = EpochMeter()
 
     def report(metrics: dict, with_checkpoint: bool) -> None:
@@ -160,7 +169,7 @@ def train_loop_per_worker(loop_config: dict) -> None:
                 write_checkpoint_dir(folder, rank, payload)
                 saved = ray.train.Checkpoint.from_directory(folder)
             ray.train.report(metrics, checkpoint=saved,
-                             checkpoint_dir_name=checkpoint_dir_name(state.step) if saved else None)
+                             checkpoint_dir_name=checkpoint_dir_name(state.step, taken) if saved else None)
 
     while state.step < end:
         started = time.perf_counter()
@@ -195,10 +204,10 @@ def train_loop_per_worker(loop_config: dict) -> None:
             report(meter.metrics(), with_checkpoint=True)
 
 
-def restore(folder: str, rank: int, cfg: TrainConfig, net: FRCRN, optimizer, scheduler, scaler) -> TrainingState:
-    """Loads a checkpoint directory into the model, optimizer, scheduler, scaler and this worker's
-    random generators; returns the state to continue from."""
-    payload, rng = read_checkpoint_dir(folder, rank)
+def restore(payload: dict, rng: dict | None, rank: int, cfg: TrainConfig, net: FRCRN, optimizer, scheduler,
+            scaler) -> TrainingState:
+    """Loads a checkpoint (`read_checkpoint_dir`) into the model, optimizer, scheduler, scaler and this
+    worker's random generators; returns the state to continue from."""
     net.load_state_dict(payload["model"], strict=True)
     optimizer.load_state_dict(payload["optimizer"])
     scheduler.load_state_dict(payload["scheduler"])
@@ -207,7 +216,7 @@ def restore(folder: str, rank: int, cfg: TrainConfig, net: FRCRN, optimizer, sch
     if rng is not None:
         restore_rng_state(rng)
     else:
-        log.warning("no random-generator state for rank %d in %s (the run had fewer workers)", rank, folder)
+        log.warning("no random-generator state for rank %d in the checkpoint (the run had fewer workers)", rank)
     now = cfg.identity()
     changed = {k: (v, now.get(k)) for k, v in payload["run_config"].items() if now.get(k) != v}
     if changed and rank == 0:

@@ -1,5 +1,6 @@
 """One optimisation step of FRCRN: forward, `frcrn_loss`, backward, clipping, and the update, which
-is skipped (and reported) when the loss or the gradient norm is not finite on any worker."""
+is skipped (and reported) when the loss, the gradient norm or BatchNorm's running statistics are not
+finite on any worker; a skipped step leaves the model as it was."""
 
 from __future__ import annotations
 
@@ -56,11 +57,15 @@ def train_step(
 
     The loss is computed in float32 whatever the precision (the STFT masks and SI-SNR need the
     range). Under DDP, gradients are already averaged in backward, so every worker sees the same
-    norm; the finite check is still agreed on by all workers, so that they skip together.
+    norm; the finite check is still agreed on by all workers, so that they skip together. The
+    forward pass in train mode updates BatchNorm's running statistics before the loss is known, so
+    they are saved first and put back when the step is skipped.
     """
     net: FRCRN = model.module if hasattr(model, "module") else model
     model.train()
     optimizer.zero_grad(set_to_none=True)
+    statistics = running_statistics(net)
+    saved = [t.clone() for t in statistics]
     with autocast(noisy.device, settings.precision):
         out = model(noisy)
     out = FRCRNOutput(*(t.float() for t in out))
@@ -71,7 +76,10 @@ def train_step(
         scaler.unscale_(optimizer)
     parameters = [p for p in net.parameters() if p.requires_grad]
     grad_norm = torch.nn.utils.clip_grad_norm_(parameters, settings.clip_grad_norm)
-    finite = all_workers_true(bool(torch.isfinite(loss)) and bool(torch.isfinite(grad_norm)), noisy.device)
+    finite = all_workers_true(
+        bool(torch.isfinite(loss)) and bool(torch.isfinite(grad_norm)) and all_finite_tensors(statistics),
+        noisy.device,
+    )
     if finite:
         if scaler is not None:
             scaler.step(optimizer)
@@ -79,11 +87,25 @@ def train_step(
             optimizer.step()
     else:
         optimizer.zero_grad(set_to_none=True)
+        with torch.no_grad():
+            for tensor, value in zip(statistics, saved):
+                tensor.copy_(value)
     if scaler is not None:
         scaler.update()
     values = {k: float(v.detach()) for k, v in losses.items()}
     return StepResult(values["loss"], values["amp_loss"], values["phase_loss"], values["sisnr"],
                       float(grad_norm), skipped=not finite)
+
+
+def running_statistics(net: torch.nn.Module) -> list[torch.Tensor]:
+    """The buffers a forward pass in train mode changes: BatchNorm's running mean, variance and count."""
+    return [t for m in net.modules() if getattr(m, "track_running_stats", False) for t in m.buffers(recurse=False)]
+
+
+def all_finite_tensors(tensors: list[torch.Tensor]) -> bool:
+    """True when no floating tensor among `tensors` holds a NaN or an Inf (one device sync)."""
+    floating = [t.isfinite().all() for t in tensors if t.is_floating_point()]
+    return bool(torch.stack(floating).all()) if floating else True
 
 
 def all_workers_true(flag: bool, device: torch.device) -> bool:

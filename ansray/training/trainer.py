@@ -7,8 +7,10 @@ died is restarted from it up to `max_failures` times.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
+import os
 from dataclasses import dataclass, field
 
 from .checkpoints import BEST_MODEL, read_best_metrics
@@ -61,23 +63,47 @@ def scaling_config(cfg: TrainConfig):
     return ScalingConfig(num_workers=cfg.num_workers, use_gpu=cfg.use_gpu, resources_per_worker=resources)
 
 
+# Ray Data's mixing and decoding tasks take a whole CPU each: on a fixed-size cluster where the
+# workers leave none, training waits for data forever (seen on a 2-CPU machine with 2 workers of 1 CPU).
+DATA_CPUS = 1
+
+
+def cpus_per_worker_that_fit(num_workers: int, cluster_cpus: float) -> float:
+    """The most CPUs each worker can take while `DATA_CPUS` are left for Ray Data (0 or less when the
+    cluster is too small for that), rounded down to Ray's resource precision."""
+    return math.floor((cluster_cpus - DATA_CPUS) / num_workers * 1e4) / 1e4
+
+
 def warn_if_no_cpu_left_for_data(cfg: TrainConfig) -> None:
     import ray
 
     cpus = ray.cluster_resources().get("CPU", 0)
-    spare = cpus - cfg.num_workers * cfg.cpus_per_worker
-    if spare < 1:
-        # Ray Data's mixing and decoding tasks take a whole CPU each: on a fixed-size cluster training
-        # would wait for data forever (seen on a 2-CPU machine with 2 workers of 1 or 0.75 CPU).
-        log.warning("the cluster has %g CPUs and the workers take %g: Ray Data needs 1 left to decode and mix "
+    if cfg.num_workers * cfg.cpus_per_worker > cpus - DATA_CPUS:
+        log.warning("the cluster has %g CPUs and the workers take %g: Ray Data needs %d left to decode and mix "
                     "audio, so training waits until CPUs are added; lower --cpus-per-worker (e.g. %g)",
-                    cpus, cfg.num_workers * cfg.cpus_per_worker, max(cpus - 1, 0) / cfg.num_workers)
+                    cpus, cfg.num_workers * cfg.cpus_per_worker, DATA_CPUS,
+                    max(cpus_per_worker_that_fit(cfg.num_workers, cpus), 0))
+
+
+def with_absolute_paths(cfg: TrainConfig) -> TrainConfig:
+    """`cfg` with its local paths made absolute: Ray Train runs each worker in a directory of its
+    own, where a relative `init` or `storage` would name nothing, or somewhere else."""
+
+    def absolute(uri: str | None) -> str | None:
+        return os.path.abspath(uri) if uri and "://" not in uri else uri
+
+    return dataclasses.replace(
+        cfg, storage=absolute(cfg.storage), init=absolute(cfg.init), train_data=absolute(cfg.train_data),
+        valid_data=absolute(cfg.valid_data), clean=tuple(map(absolute, cfg.clean)),
+        noise=tuple(map(absolute, cfg.noise)), rir=tuple(map(absolute, cfg.rir)),
+    )
 
 
 def run_training(cfg: TrainConfig) -> TrainingSummary:
     """Trains (or resumes training) as `cfg` says, on the connected Ray cluster (ray.init first)."""
     from ray.train.torch import TorchTrainer
 
+    cfg = with_absolute_paths(cfg)
     warn_if_no_cpu_left_for_data(cfg)
     trainer = TorchTrainer(
         train_loop_per_worker,
