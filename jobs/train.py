@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import logging
 import math
-import os
+import sys
 
+from ansray import cluster
+from ansray.cli import (JobArgumentParser, add_cluster_flags, add_storage_flags, configure_logging, int_range,
+                        run_job)
 from ansray.data.mix import MixConfig
 from ansray.io import read_bytes
 from ansray.model import MODEL_SIZES, FRCRNConfig
@@ -28,11 +30,6 @@ from ansray.training.config import LOSS_MODES, PRECISIONS, SEGMENT_MODES, TrainC
 from ansray.training.trainer import cpus_per_worker_that_fit, run_training
 
 DEFAULTS = TrainConfig(storage="", name="", train_data="")
-
-
-def int_range(text: str) -> tuple[int, int]:
-    low, high = (int(part) for part in text.split(","))
-    return low, high
 
 
 def add_data_flags(parser: argparse.ArgumentParser) -> None:
@@ -111,14 +108,12 @@ def add_run_flags(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--stop-at-step", type=int, default=None,
                        help="stop this invocation at step N, with a checkpoint; rerun without it to continue")
     group.add_argument("--export", metavar="DIR", help="write the best model as a ModelScope model dir at the end")
-    group.add_argument("--address", default=os.environ.get("RAY_ADDRESS"),
-                       help="Ray cluster address (default: RAY_ADDRESS, else a local Ray)")
-    group.add_argument("--storage-options", type=json.loads, default=None, metavar="JSON",
-                       help="fsspec storage options for data, checkpoints and export, e.g. an S3 endpoint")
+    add_storage_flags(group)
+    add_cluster_flags(group)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = JobArgumentParser(description=__doc__.splitlines()[0])
     add_data_flags(parser)
     add_model_flags(parser)
     add_optimization_flags(parser)
@@ -174,17 +169,14 @@ def fit_to_this_machine(cfg: TrainConfig, requested: float | None) -> TrainConfi
 
 
 def main(argv: list[str] | None = None):
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging()
     args = parse_args(argv)
     try:
         cfg = config_from_args(args)
     except ValueError as error:
         raise SystemExit(f"train.py: error: {error}") from None
-    import ray
-
-    if not ray.is_initialized():
-        ray.init(address=args.address)
-    if args.address is None and len(ray.nodes()) == 1:
+    cluster.connect(args.address)
+    if not cluster.is_remote_cluster(args.address):
         cfg = fit_to_this_machine(cfg, args.cpus_per_worker)
     summary = run_training(cfg)
     metrics = summary.metrics
@@ -207,5 +199,11 @@ def main(argv: list[str] | None = None):
     return summary
 
 
+def command(argv: list[str] | None = None) -> int:
+    """`main` as a command: its summary is for callers in Python."""
+    main(argv)
+    return 0
+
+
 if __name__ == "__main__":
-    main()
+    sys.exit(run_job(command))
