@@ -2,7 +2,7 @@
 
 A model trained with a sign- and scale-blind loss (SI-SNR alone) may learn to invert its output. Such a
 model cancels speech when its output is mixed with the input (an attenuation limit), and it misleads
-anything downstream that assumes the waveform's sign. The probe is 4 s of LibriSpeech (CC BY 4.0) with
+anything downstream that assumes the waveform's sign. The probe is 2.4 s of LibriSpeech (CC BY 4.0) with
 white noise at 10 dB SNR; a denoiser's output must project positively onto its input.
 """
 
@@ -18,7 +18,7 @@ from ansray.attenuation import output_gain
 
 from .checkpoint import CheckpointError
 
-PROBE = Path(__file__).resolve().parent.parent / "assets" / "probe" / "198-209-0000-4s.ogg"
+PROBE = Path(__file__).resolve().parent.parent / "assets" / "probe" / "198-209-0000-probe.ogg"
 PROBE_SNR_DB = 10.0
 
 
@@ -66,7 +66,7 @@ def keep_polarity(model, shift: float = 2.0):
 
     For untrained models only, in speed and plumbing tests where the weights do not matter: a random
     FRCRN's mask leans negative and inverts its output (probe gain -1.6 for the tiny size, seed 0), which
-    the job refuses; shifted by 2, the gain is +0.86 while the output still depends on the input.
+    the job refuses; shifted by 2, the gain is +0.88 while the output still depends on the input.
     """
     import torch
 
