@@ -82,7 +82,9 @@ def add_optimization_flags(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--clip-grad-norm", type=float, default=DEFAULTS.clip_grad_norm,
                        help="max gradient norm (default %(default)s: ModelScope, ClearerVoice)")
     group.add_argument("--loss-mode", choices=LOSS_MODES, default=DEFAULTS.loss_mode,
-                       help="Mix: mask MSEs minus SI-SNR (default, the released model's); SiSNR: minus SI-SNR")
+                       help="Mix: mask MSEs minus SI-SNR (default, the released model's); SiSNR: minus SI-SNR plus "
+                            "a term pinning the output's gain on the clean speech to 1 (SI-SNR alone is blind to sign "
+                            "and scale); SNR: minus the plain SNR")
     group.add_argument("--precision", choices=PRECISIONS, default=DEFAULTS.precision,
                        help="bf16/fp16 autocast (fp16 on GPU only)")
     group.add_argument("--seed", type=int, default=DEFAULTS.seed, help="default %(default)s: ModelScope's")

@@ -5,11 +5,12 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 import soundfile as sf
 
 from ansray.data.noises import pink_noise
 from ansray.enhancement import enhance
-from ansray.metrics import si_sdr
+from ansray.metrics import level_difference_db, projection_gain, si_sdr
 from ansray.model import MODEL_SIZES, load_model
 from ansray.model.starter import STARTER_MODEL_DIR
 
@@ -30,6 +31,21 @@ def test_starter_model_removes_noise_from_real_speech():
     noisy = speech + noise
     enhanced = enhance(noisy, rate, str(STARTER_MODEL_DIR))
     assert si_sdr(enhanced, speech) - si_sdr(noisy, speech) > 3.0
+
+
+# Issue 18: starter model v1 was trained with the sign- and scale-blind SI-SNR loss and comes out
+# inverted (gain -1.9) and ~5.5 dB loud. This passes once starter model v2 is in the package; until
+# then it is an expected failure, and strict, so that the new model's arrival flags the marker for removal.
+@pytest.mark.xfail(strict=True, reason="starter model v1 is polarity-inverted and too loud (issue 18)")
+@pytest.mark.parametrize("snr_db", [5, 15])
+def test_starter_model_keeps_the_sign_and_level_of_real_speech(snr_db):
+    speech, rate = sf.read(SPEECH, dtype="float32")
+    noise = pink_noise(np.random.default_rng(4), len(speech) / rate, rate)[: len(speech)]
+    noise *= np.sqrt(np.mean(speech**2) / np.mean(noise**2)) * 10 ** (-snr_db / 20)
+    enhanced = enhance(speech + noise, rate, str(STARTER_MODEL_DIR))
+    # The clean speech at the input's level is `speech` itself: the noise was added to it unscaled.
+    assert projection_gain(enhanced, speech) > 0
+    assert abs(level_difference_db(enhanced, speech)) <= 1.0
 
 
 def test_readme_main_command_runs_without_a_model_flag(tmp_path):

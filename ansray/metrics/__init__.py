@@ -8,6 +8,7 @@ undefined; `compute_metrics` also records why."""
 
 from ansray.metrics.compute import METRIC_COLUMNS, METRICS, compute_metrics
 from ansray.metrics.dnsmos import DNSMOS, DNSMOSModelError, DNSMOSScores
+from ansray.metrics.fidelity import level_difference_db, projection_gain
 from ansray.metrics.inputs import METRIC_SAMPLE_RATE, MetricUndefined
 from ansray.metrics.intrusive import estoi, pesq_nb, pesq_wb, stoi
 from ansray.metrics.si_sdr import si_sdr, si_sdr_improvement
@@ -23,9 +24,11 @@ __all__ = [
     "MetricUndefined",
     "compute_metrics",
     "estoi",
+    "level_difference_db",
     "normalized_words",
     "pesq_nb",
     "pesq_wb",
+    "projection_gain",
     "si_sdr",
     "si_sdr_improvement",
     "stoi",

@@ -12,10 +12,10 @@ from dataclasses import dataclass, field
 
 from ansray.data.mix import MixConfig
 from ansray.model import MODEL_SIZES, FRCRNConfig
+from ansray.model.loss import LOSS_MODES
 
 PRECISIONS = ("fp32", "bf16", "fp16")
 SEGMENT_MODES = ("fixed", "random")
-LOSS_MODES = ("Mix", "SiSNR")
 
 # ModelScope configuration.json, train section, and ClearerVoice FRCRN_SE_16K.
 RECIPE_LR = 1e-3  # optimizer.lr (ModelScope); ClearerVoice init_learning_rate

@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# Reproduces starter model v2 (issue 18) end to end: the real-speech corpus, the held-out evaluation
+# set, the training run (on one GPU, through scripts/device_train_starter.sh), and its evaluation.
+#
+#   bash scripts/train_starter_v2.sh SPEECH_CORPUS_DIR [WORK_DIR]     (default WORK_DIR /tmp/ansray-starter-v2)
+#
+# SPEECH_CORPUS_DIR holds the openly licensed recordings (layout of shared/speech-corpus: LibriSpeech
+# excerpts, Common Voice clips, noise folders with their licence files). Steps 1-2 and 4 run on a
+# CPU machine in a few minutes; step 3 wants one GPU for ~6.5 minutes (set USE_GPU=0 SIZE=tiny
+# BATCH=6 to train on a CPU instead, for as long as the first argument of that script says).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+CORPUS_DIR=${1:?usage: train_starter_v2.sh SPEECH_CORPUS_DIR [WORK_DIR]}
+WORK=${2:-/tmp/ansray-starter-v2}
+CORPUS=$WORK/corpus
+HELDOUT=$WORK/heldout
+
+# 1. Corpus: 208 training speakers (all of train-clean-5 and the train-clean-100 excerpts of
+#    speakers not held out; 95 MB of speech, every speaker kept), 30 real noise files, 10 minutes of
+#    generated noise; held out: the 10 test-other speakers and 40 train-clean-100-only speakers
+#    (balanced by sex), 10 real noise files and 5 generated ones, and the Common Voice clips
+#    (real-world inputs without a clean reference). SOURCES.md lists every file's licence.
+python scripts/make_real_corpus.py "$CORPUS_DIR" "$CORPUS" --seed 0 \
+  --train-speech-mb 95 --generated-noise-minutes 10 --heldout-generated-noises 5
+
+# 2. Held-out evaluation set: 120 pairs of 6 s, held-out speakers and noises (real and generated),
+#    SNR -5..15 dB (integers), levels -35..-15 dBFS, no reverberation.
+python jobs/synthesize.py --clean "$CORPUS/heldout/clean" --noise "$CORPUS/heldout/noise" \
+  --noise "$CORPUS/heldout/noise-generated" --output "$HELDOUT" --count 120 --audio-length 6 \
+  --snr-range=-5,16 --seed 18
+
+# 3. Training on the GPU machine. The training material travels in chunks of at most 45 MB:
+python scripts/pack_corpus.py pack "$CORPUS" "$WORK/device/corpus" --max-mb 45 \
+  --include train/clean --include train/noise --include train/noise-generated \
+  --include SOURCES.md --include corpus.jsonl
+#    There, from the repository root, with the chunk folders under .device/ (6.5 minutes in all:
+#    unpacking, Ray start-up, training until the budget's end, export of the best epoch):
+#      bash scripts/device_train_starter.sh 390      (SIZE=small BATCH=32 PRECISION=bf16 LOSS=SNR)
+#    It writes the model dir as starter-v2-model.tar.part-* under $OUT; unpack it here:
+#      cat starter-v2-model.tar.part-* | tar -C "$WORK" -xf -     -> $WORK/starter-v2
+MODEL=${MODEL:-$WORK/starter-v2}
+
+# 4. Quality on the held-out set: the new model, the bundled one, and the noisy input.
+python jobs/denoise.py --input "$HELDOUT/train/noisy" --output "$WORK/enhanced-v2" --model "$MODEL"
+python jobs/evaluate.py --enhanced "$WORK/enhanced-v2" --noisy "$HELDOUT/train/noisy" \
+  --clean "$HELDOUT/train/clean" --output "$WORK/eval-v2" --pair-by fileid --metrics si_sdr,pesq,stoi,dnsmos
+python jobs/denoise.py --input "$HELDOUT/train/noisy" --output "$WORK/enhanced-v1"
+python jobs/evaluate.py --enhanced "$WORK/enhanced-v1" --noisy "$HELDOUT/train/noisy" \
+  --clean "$HELDOUT/train/clean" --output "$WORK/eval-v1" --pair-by fileid --metrics si_sdr,pesq,stoi,dnsmos
+# Sign and level on the same set (SI-SDR is blind to both):
+python benchmarks/bench_loss_modes.py --model "$MODEL" --test "$HELDOUT"
+
+echo "model: $MODEL; quality: $WORK/eval-v2/summary.md (v1: $WORK/eval-v1/summary.md)"
