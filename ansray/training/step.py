@@ -103,9 +103,13 @@ def running_statistics(net: torch.nn.Module) -> list[torch.Tensor]:
 
 
 def all_finite_tensors(tensors: list[torch.Tensor]) -> bool:
-    """True when no floating tensor among `tensors` holds a NaN or an Inf (one device sync)."""
-    floating = [t.isfinite().all() for t in tensors if t.is_floating_point()]
-    return bool(torch.stack(floating).all()) if floating else True
+    """True when no floating tensor among `tensors` holds a NaN or an Inf (one sync per device: a model on a
+    GPU has optimizer step counters on the CPU)."""
+    by_device: dict[torch.device, list[torch.Tensor]] = {}
+    for t in tensors:
+        if t.is_floating_point():
+            by_device.setdefault(t.device, []).append(t.isfinite().all())
+    return all(bool(torch.stack(flags).all()) for flags in by_device.values())
 
 
 def all_workers_true(flag: bool, device: torch.device) -> bool:
