@@ -56,7 +56,7 @@ print(f"torch {torch.__version__}, cuda {torch.cuda.is_available()}"
 EOF
 
 # 1. Data: unpack the chunks that arrived (each once); stops with the names of any still missing.
-"$PY" scripts/pack_corpus.py unpack "$CHUNKS" "$WORK/corpus"
+[ "${SKIP_UNPACK:-0}" = 1 ] || "$PY" scripts/pack_corpus.py unpack "$CHUNKS" "$WORK/corpus"
 DATA=$WORK/corpus
 NOISE_FLAGS=(--noise "$DATA/train/noise")
 if [ "$GENERATED_NOISE" = 1 ]; then NOISE_FLAGS+=(--noise "$DATA/train/noise-generated"); fi

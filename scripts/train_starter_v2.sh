@@ -33,9 +33,13 @@ python jobs/synthesize.py --clean "$CORPUS/heldout/clean" --noise "$CORPUS/heldo
 python scripts/pack_corpus.py pack "$CORPUS" "$WORK/device/corpus" --max-mb 45 \
   --include train/clean --include train/noise --include train/noise-generated \
   --include SOURCES.md --include corpus.jsonl
-#    There, from the repository root, with the chunk folders under .device/ (6.5 minutes in all:
-#    unpacking, Ray start-up, training until the budget's end, export of the best epoch):
-#      bash scripts/device_train_starter.sh 390      (SIZE=small BATCH=32 PRECISION=bf16 LOSS=SNR)
+#    There, from the repository root, with the chunk folders under .device/ (unpacking, Ray start-up,
+#    training until the budget's end, export of the best epoch):
+#      GENERATED_NOISE=1 bash scripts/device_train_starter.sh 330   (SIZE=small BATCH=32 PRECISION=bf16 LOSS=SNR)
+#    The shipped v2 came from that command on one H200 (2026-12-04), after the chunks had arrived in
+#    three calls (each `python3 scripts/pack_corpus.py unpack '.device/corpus-*' /tmp/ansray-starter-v2/corpus`)
+#    and with SKIP_UNPACK=1 FRESH=1 (a first attempt had stopped at its first checkpoint on a bug since
+#    fixed): 600 steps of 32 one-second mixtures (19,200, 5.3 h), 294 s of training wall time.
 #    It writes the model dir as starter-v2-model.tar.part-* under $OUT; unpack it here:
 #      cat starter-v2-model.tar.part-* | tar -C "$WORK" -xf -     -> $WORK/starter-v2
 MODEL=${MODEL:-$WORK/starter-v2}
