@@ -15,6 +15,7 @@ from collections.abc import Iterator
 import numpy as np
 import soundfile as sf
 
+from ansray.io.errors import LocatedError
 from ansray.io.storage import discard_file, open_input, publish_file, temporary_path_for
 
 _PCM_BITS = {"PCM_S8": 8, "PCM_U8": 8, "PCM_16": 16, "PCM_24": 24, "PCM_32": 32}
@@ -45,17 +46,8 @@ class AudioInfo:
         return self.frames / self.sample_rate
 
 
-class AudioDecodeError(Exception):
+class AudioDecodeError(LocatedError):
     """An input the job cannot use: the message names the URI and the reason."""
-
-    def __init__(self, uri: str, reason: str):
-        super().__init__(f"{uri}: {reason}")
-        self.uri = uri
-        self.reason = reason
-
-    def __reduce__(self):
-        # Ray re-raises worker exceptions in the driver by pickling them.
-        return (type(self), (self.uri, self.reason))
 
 
 def audio_info(uri: str, storage_options: dict | None = None) -> AudioInfo:

@@ -8,8 +8,8 @@ all stops a job before it starts.
 from __future__ import annotations
 
 
-class StorageError(OSError):
-    """Storage at `uri` failed or cannot be reached; the message names the URI and the reason."""
+class LocatedError(Exception):
+    """An error about one file or URI: the message is `<uri>: <reason>`."""
 
     def __init__(self, uri: str, reason: str):
         super().__init__(f"{uri}: {reason}")
@@ -17,8 +17,13 @@ class StorageError(OSError):
         self.reason = reason
 
     def __reduce__(self):
-        # Ray re-raises worker exceptions in the driver by pickling them.
+        # Exceptions pickle as cls(*args), here the one-string message; Ray sends a worker's error to
+        # the driver pickled, and would report a TypeError instead of the file and the reason.
         return (type(self), (self.uri, self.reason))
+
+
+class StorageError(LocatedError, OSError):
+    """Storage at `uri` failed or cannot be reached."""
 
 
 def _storage_error_types() -> tuple[type[BaseException], ...]:

@@ -18,6 +18,7 @@ import re
 
 import torch
 
+from ansray.io.errors import LocatedError
 from ansray.io.storage import exists, fs_for, join_uri, read_bytes, write_bytes_atomic
 
 from .config import FRCRNConfig
@@ -40,18 +41,12 @@ ALIAS_LISTS = (
 MODELSCOPE_TYPE = "speech_frcrn_ans_cirm_16k"
 
 
-class CheckpointError(Exception):
+class CheckpointError(LocatedError):
     """A checkpoint that cannot be loaded exactly; the message names the file and the reason."""
 
-    def __init__(self, source: str, reason: str):
-        super().__init__(f"{source}: {reason}")
-        self.source = source
-        self.reason = reason
-
-    def __reduce__(self):
-        # Exceptions pickle as cls(*args), here the one-string message; Ray sends a worker's error
-        # to the driver pickled, and would report a TypeError instead.
-        return type(self), (self.source, self.reason)
+    @property
+    def source(self) -> str:
+        return self.uri
 
 
 def alias_of(key: str) -> str | None:
