@@ -190,13 +190,20 @@ def file_groups(tasks: list[FileTask], parallelism: int) -> list[list[FileTask]]
 
 def _run_pipeline(config: DenoiseConfig, finishing: Finishing, locations: Locations, tasks: list[FileTask], weights,
                   enhancer_cls, results: "Results") -> None:
+    file_work = cluster.pinned_to_driver_node() if locations.on_driver_node else {}
+    dataset = build_dataset(config, finishing, locations, tasks, weights, enhancer_cls, file_work)
+    collect_results(dataset, locations, finishing, results, file_work)
+
+
+def build_dataset(config: DenoiseConfig, finishing: Finishing, locations: Locations, tasks: list[FileTask], weights,
+                  enhancer_cls, file_work: dict):
+    """read_bundles (CPU tasks) -> `enhancer_cls` (actor pool) -> finish_bundles (CPU tasks), over `tasks`."""
     import ray
 
     parallelism = int(ray.cluster_resources().get("CPU", 1))
     groups = [{"files": json.dumps([{"file_id": t.file_id, "ref": asdict(t.ref), "output": t.output}
                                     for t in group])}
               for group in file_groups(tasks, parallelism)]
-    file_work = cluster.pinned_to_driver_node() if locations.on_driver_node else {}
     segments = config.segments
     dataset = ray.data.from_items(groups, override_num_blocks=len(groups))
     dataset = dataset.map_batches(
@@ -210,16 +217,22 @@ def _run_pipeline(config: DenoiseConfig, finishing: Finishing, locations: Locati
         enhancer_cls,
         fn_constructor_kwargs=dict(weights=weights, dtype=config.dtype, threads=int(max(1, config.cpus_per_actor)),
                                    batch_size=segments.batch_size),
-        batch_size=1,
+        batch_size=1,  # one bundle per call; the actor batches its segments for the model itself
         batch_format="numpy",
         compute=ray.data.ActorPoolStrategy(min_size=low, max_size=high),
         num_cpus=config.cpus_per_actor,
         num_gpus=config.gpus_per_actor or None,
     )
-    dataset = dataset.map_batches(
+    return dataset.map_batches(
         finish_bundles, batch_size=1, num_cpus=1, **file_work,
         fn_kwargs=dict(storage_options=locations.storage_options, finishing=finishing, staging=locations.staging),
     )
+
+
+def collect_results(dataset, locations: Locations, finishing: Finishing, results: "Results", file_work: dict) -> None:
+    """Records each file's outcome as its result row arrives, and joins the pieces of long files."""
+    import ray
+
     assemble = ray.remote(num_cpus=1, **file_work)(assemble_output)
     joining = {}
     for batch in dataset.iter_batches(batch_size=None, batch_format="numpy"):
