@@ -21,7 +21,7 @@ from ansray.data.synthesis import SynthesisConfig, SynthesisPlan, plan_synthesis
 from ansray.io import AudioDecodeError, exists, join_uri, list_audio, resample
 
 from .config import TrainConfig
-from .filesystems import arrow_filesystem
+from ansray.io.arrow import arrow_filesystem
 
 log = logging.getLogger(__name__)
 

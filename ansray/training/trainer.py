@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from .checkpoints import BEST_MODEL, read_best_metrics
 from .config import TrainConfig
 from .datasets import build_datasets
-from .filesystems import arrow_filesystem
+from ansray.io.arrow import arrow_filesystem
 from .loop import train_loop_per_worker
 
 log = logging.getLogger(__name__)

@@ -8,12 +8,8 @@ import os
 
 import pyarrow.fs
 
-from ansray.io import fs_for
-
-
-
-def is_local(uri: str) -> bool:
-    return "://" not in uri or uri.startswith(("file://", "local://"))
+from ansray.io.storage import fs_for
+from ansray.io.uris import is_local
 
 
 def arrow_filesystem(uri: str, storage_options: dict | None = None) -> tuple[pyarrow.fs.FileSystem | None, str]:
