@@ -20,11 +20,11 @@ from ansray.data.layouts import FILEID, SHARD_ROW, decode_shard_batch, iter_shar
 from ansray.io import downmix, join_uri, list_audio, open_input, read_audio, read_bytes, resample
 
 __all__ = [
-    "PairRef", "PairingError", "decode_shard_batch", "iter_shard_pairs", "list_pairs", "list_shards", "read_pair",
+    "PairRef", "TrainingPairsError", "decode_shard_batch", "iter_shard_pairs", "list_pairs", "list_shards", "read_pair",
 ]
 
 
-class PairingError(ValueError):
+class TrainingPairsError(ValueError):
     """Noisy and clean files that do not pair up one to one."""
 
 
@@ -83,7 +83,7 @@ def _manifest_pairs(uri: str, storage_options: dict | None) -> list[PairRef]:
             noisy, clean = (_resolve(row[key], folder) for key in ("input_filepath", "target_filepath"))
             pairs.append(PairRef(noisy, clean, row.get("fileid")))
         except (json.JSONDecodeError, KeyError, TypeError) as error:
-            raise PairingError(f"{uri} line {number}: expected JSON with input_filepath and "
+            raise TrainingPairsError(f"{uri} line {number}: expected JSON with input_filepath and "
                                f"target_filepath ({error!r})") from error
     return pairs
 
@@ -102,12 +102,12 @@ def _dns_pairs(root: str, storage_options: dict | None) -> list[PairRef]:
         for ref in refs:
             match = FILEID.search(ref.key)
             if match is None:
-                raise PairingError(f"{ref.uri} has no fileid_N in its name")
+                raise TrainingPairsError(f"{ref.uri} has no fileid_N in its name")
             by_id[int(match.group(1))] = ref.uri
         found[folder] = by_id
     unpaired = found["noisy"].keys() ^ found["clean"].keys()
     if unpaired:
-        raise PairingError(f"{root}: file ids without a partner in noisy/ or clean/: {sorted(unpaired)[:10]}")
+        raise TrainingPairsError(f"{root}: file ids without a partner in noisy/ or clean/: {sorted(unpaired)[:10]}")
     return [PairRef(found["noisy"][i], found["clean"][i], i) for i in sorted(found["noisy"])]
 
 

@@ -56,11 +56,6 @@ def stft_kernels(win_len: int, fft_len: int, win_type: str) -> dict[str, torch.T
     }
 
 
-def num_frames(samples: int, win_len: int, win_inc: int) -> int:
-    """Frames of a frame-based STFT with no centre padding."""
-    return 1 + (samples - win_len) // win_inc
-
-
 class ConvSTFT(nn.Module):
     """[B, T] -> [B, 2F, frames] (real bins, then imaginary bins)."""
 
