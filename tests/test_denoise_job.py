@@ -370,6 +370,25 @@ def test_if_worse_writes_the_input_or_a_milder_mix_where_the_output_scores_lower
         np.testing.assert_allclose(limited, g * source + (1 - g) * full, atol=2e-3)
 
 
+def test_if_worse_keeps_the_enhanced_output_where_it_scores_higher(tmp_path):
+    from ansray.model.starter import STARTER_MODEL_DIR
+
+    noisy, rate = noisy_speech(snr_db=0.0)
+    (tmp_path / "in").mkdir()
+    sf.write(tmp_path / "in" / "talk.wav", noisy, rate, subtype="FLOAT")
+    # The starter model cleans speech in white noise at 0 dB SNR: DNSMOS says it helped.
+    summary = run_denoise(config(str(tmp_path / "in"), str(tmp_path / "out"), str(STARTER_MODEL_DIR),
+                                 quality=("dnsmos",), if_worse="keep-input"))
+    assert summary.ok == 1
+    (row,) = read_manifest_rows(str(tmp_path / "out/_ansray/manifest.jsonl"))
+    assert row["dnsmos_ovrl_after"] > row["dnsmos_ovrl_before"]
+    assert row["output_source"] == "enhanced" and row["attenuation_limit_db"] is None
+    written, _ = sf.read(tmp_path / "out" / "talk.wav", dtype="float32")
+    full = enhance(noisy, rate, str(STARTER_MODEL_DIR), segment_seconds=4.0, overlap_seconds=0.5)
+    np.testing.assert_allclose(written, full, atol=1e-4)
+    assert np.abs(written - noisy).max() > 0.1
+
+
 def test_if_worse_needs_dnsmos_and_is_refused_without_it(tmp_path, model_dir):
     with pytest.raises(ValueError, match="needs --quality dnsmos"):
         run_denoise(config(str(tmp_path), str(tmp_path / "out"), model_dir, if_worse="keep-input"))

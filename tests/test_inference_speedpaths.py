@@ -88,6 +88,22 @@ def test_autocast_runs_the_unets_in_its_dtype_and_returns_float32():
     assert 0 < error < 0.1
 
 
+def test_bfloat16_output_is_finite_and_repeatable_whatever_the_heap_held():
+    """The tiny model's last encoder spans its input's 17 rows; a strided CPU bfloat16 conv with a
+    one-row output read uninitialised memory (NaN on some calls, after a freed NaN buffer)."""
+    torch.manual_seed(1)
+    fused = FRCRNInference.from_model(FRCRN(MODEL_SIZES["tiny"]).eval())
+    wav = noise(1, 9600).float()
+    outputs = []
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+        for _ in range(3):
+            del_me = torch.full((1000, 1000), float("nan"), dtype=torch.bfloat16)
+            del del_me
+            outputs.append(fused(wav).wav)
+    assert all(torch.isfinite(out).all() for out in outputs)
+    assert all(torch.equal(out, outputs[0]) for out in outputs)
+
+
 def test_fsmn_written_in_place_equals_a_fresh_output(monkeypatch):
     model = random_model("tiny")
     layer = model.unet.fsmn_enc1

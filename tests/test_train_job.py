@@ -21,6 +21,7 @@ from ansray.data.synthetic import synthetic_noise, synthetic_speech
 from ansray.io import write_audio
 from ansray.model import load_model, weights_digest
 from ansray.training.checkpoints import CHECKPOINT_NAME, checkpoint_dir_name
+from models import save_tiny_model
 
 ROOT = Path(__file__).resolve().parent.parent
 # Two workers of half a CPU each, so that Ray Data keeps one CPU to decode audio.
@@ -240,19 +241,19 @@ def test_workers_that_leave_no_cpu_of_a_local_machine_for_data_fail_at_once_with
 def test_a_local_run_with_relative_paths_and_default_cpus_per_worker_trains(job, dataset, tmp_path, monkeypatch,
                                                                             caplog):
     """Two workers on the 2-CPU test cluster get half a CPU each, leaving one for Ray Data; relative
-    paths reach the workers, which Ray Train runs in a directory of their own."""
-    from ansray.model.starter import STARTER_MODEL_DIR
-
+    paths (data, storage, the model to start from) reach the workers, which Ray Train runs in a
+    directory of their own."""
     monkeypatch.chdir(tmp_path)
+    init = load_model(save_tiny_model(tmp_path / "init", seed=3))
     caplog.set_level("INFO", logger="ansray.training")
     summary = job.main(["--train-data", os.path.relpath(dataset), "--storage", "runs", "--name", "fitted",
-                        "--init", os.path.relpath(STARTER_MODEL_DIR), "--num-workers", "2", "--batch-size", "2",
+                        "--init", "init", "--num-workers", "2", "--batch-size", "2",
                         "--segment-seconds", "0.5", "--epochs", "1", "--steps-per-epoch", "2", "--valid-segments", "4",
                         "--no-quality-metrics", "--loss-mode", "SiSNR"])
     assert summary.metrics["step"] == 2
     assert "--cpus-per-worker 0.5: 2 workers on this machine's 2 CPUs" in caplog.text
     checkpoint = tmp_path / "runs" / "fitted" / checkpoint_dir_name(2) / CHECKPOINT_NAME
-    assert load_model(str(checkpoint)).config.channels == 16  # the starter model's width
+    assert load_model(str(checkpoint)).config == init.config  # not the official size, the default without --init
 
 
 @pytest.mark.parametrize("metrics, checkpoint", [({}, None), ({"step": 4, "skipped_steps": 0}, "/runs/x/checkpoint-4")])

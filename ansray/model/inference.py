@@ -84,6 +84,19 @@ def _gauss_biases(br, bi, scales):
     return scale_r * (br - bi) + shift_r, scale_i * (br + bi) + shift_i
 
 
+def _conv_arguments(stride, padding, kernel_freq: int, height: int) -> tuple[dict, tuple]:
+    """conv2d's stride and padding for an input `height` rows high, and the output rows to keep.
+
+    Where the kernel spans the whole padded input, the output has one row and the frequency stride
+    changes nothing: it is dropped and the first row kept. PyTorch 2.13's CPU bfloat16 and float16
+    convolution reads uninitialised memory for a strided conv with a one-row output (NaN out of the
+    tiny model's last encoder, whose kernel spans its 17 rows, depending on what the heap held).
+    """
+    if height + 2 * padding[1] - kernel_freq < stride[1]:
+        return dict(stride=(stride[0], 1), padding=padding), (Ellipsis, slice(0, 1))
+    return dict(stride=stride, padding=padding), (Ellipsis,)
+
+
 class EncoderConv(nn.Module):
     """Complex conv + folded BatchNorm + LeakyReLU: (real, imaginary) -> [B, 2O, T', H'] stacked.
 
@@ -107,10 +120,10 @@ class EncoderConv(nn.Module):
 
     def forward(self, real: torch.Tensor, imag: torch.Tensor):
         """[B, I, T, H] pair -> [B, O, T', H'] pair (the halves of one stacked tensor)."""
-        kw = dict(stride=self.stride, padding=self.padding)
+        kw, rows = _conv_arguments(self.stride, self.padding, self.from_real.shape[3], real.shape[3])
         out = F.conv2d(real, self.from_real, self.bias, **kw)
         out += F.conv2d(imag, self.from_imag, None, **kw)
-        return _halves(F.leaky_relu_(out))
+        return _halves(F.leaky_relu_(out[rows]))
 
 
 class GaussConv(nn.Module):
@@ -130,11 +143,11 @@ class GaussConv(nn.Module):
 
     def forward(self, real: torch.Tensor, imag: torch.Tensor):
         """[B, I, T, H] pair -> [B, O, T', H'] pair."""
-        kw = dict(stride=self.stride, padding=self.padding)
+        kw, rows = _conv_arguments(self.stride, self.padding, self.w_sum.shape[3], real.shape[3])
         shared = F.conv2d(real + imag, self.w_sum, None, **kw)
         out_real = F.conv2d(imag, self.w_real, self.b_real, **kw).addcmul_(shared, self.scale_real)
         out_imag = F.conv2d(real, self.w_imag, self.b_imag, **kw).addcmul_(shared, self.scale_imag)
-        return F.leaky_relu_(out_real), F.leaky_relu_(out_imag)
+        return F.leaky_relu_(out_real[rows]), F.leaky_relu_(out_imag[rows])
 
 
 class GaussConvTranspose(nn.Module):
