@@ -4,6 +4,7 @@ worker, works on S3, and exports a model that load_model reads (issue 6, accepta
 import importlib.util
 import json
 import os
+import shutil
 import signal
 import threading
 import time
@@ -87,6 +88,28 @@ def checkpoint_steps(run: Path) -> list[int]:
     return sorted(int(p.name.split("-")[1]) for p in run.glob("checkpoint-*") if (p / CHECKPOINT_NAME).exists())
 
 
+def stopped_run_command(dataset: str, storage: Path) -> list[str]:
+    """Two epochs of 6 steps, a checkpoint every 4 steps and at each epoch's end."""
+    return ["--train-data", dataset, "--storage", str(storage), "--name", "run", *SMALL_RUN,
+            "--epochs", "2", "--steps-per-epoch", "6", "--checkpoint-every-steps", "4", "--no-quality-metrics"]
+
+
+@pytest.fixture(scope="module")
+def stopped_run(job, dataset, tmp_path_factory) -> tuple[str, Path, dict]:
+    """A run stopped at step 8 of 12, made once: each test below resumes its own copy of it."""
+    storage = tmp_path_factory.mktemp("stopped")
+    first = job.main(stopped_run_command(dataset, storage) + ["--stop-at-step", "8"])
+    return dataset, storage, first.metrics
+
+
+def copy_of_stopped_run(stopped_run, tmp_path: Path) -> tuple[list[str], Path]:
+    """The stopped run copied under `tmp_path` (its checkpoint records name directories relative to
+    the run): the command that continues it, and the run's directory."""
+    dataset, storage, _ = stopped_run
+    shutil.copytree(storage, tmp_path, dirs_exist_ok=True)
+    return stopped_run_command(dataset, tmp_path), tmp_path / "run"
+
+
 def test_training_lowers_loss_raises_si_snr_improvement_and_exports(job, dataset, tmp_path):
     """Tiny FRCRN, 2 DDP workers, 150 steps. It trains on the SI-SNR term of the loss: with the
     default 'Mix' loss the first ~150 steps go to fitting the masks (the mask MSE falls from ~1800
@@ -121,12 +144,9 @@ def test_training_lowers_loss_raises_si_snr_improvement_and_exports(job, dataset
     assert weights_digest(model) == weights_digest(load_model(str(run / "best" / "model.pt")))
 
 
-def test_rerun_resumes_from_latest_checkpoint_with_identical_parameters(job, dataset, tmp_path):
-    command = ["--train-data", dataset, "--storage", str(tmp_path), "--name", "resume", *SMALL_RUN,
-               "--epochs", "2", "--steps-per-epoch", "6", "--checkpoint-every-steps", "4", "--no-quality-metrics"]
-    first = job.main(command + ["--stop-at-step", "8"])
-    assert first.metrics["step"] == 8
-    run = tmp_path / "resume"
+def test_rerun_resumes_from_latest_checkpoint_with_identical_parameters(job, stopped_run, tmp_path):
+    assert stopped_run[2]["step"] == 8
+    command, run = copy_of_stopped_run(stopped_run, tmp_path)
     assert checkpoint_steps(run) == [4, 6, 8]
     saved = load_model(str(run / checkpoint_dir_name(8) / CHECKPOINT_NAME))
     payload = torch.load(run / checkpoint_dir_name(8) / CHECKPOINT_NAME, weights_only=True)
@@ -209,11 +229,8 @@ def test_mixing_on_the_fly_trains_from_clean_and_noise_sources(job, ray_cluster,
     assert np.isfinite(summary.metrics["train_loss"]) and np.isfinite(summary.metrics["valid_si_snr_improvement"])
 
 
-def test_rerun_falls_back_past_a_corrupt_latest_checkpoint_and_names_it(job, dataset, tmp_path):
-    command = ["--train-data", dataset, "--storage", str(tmp_path), "--name", "corrupt", *SMALL_RUN,
-               "--epochs", "2", "--steps-per-epoch", "6", "--checkpoint-every-steps", "4", "--no-quality-metrics"]
-    job.main(command + ["--stop-at-step", "8"])
-    run = tmp_path / "corrupt"
+def test_rerun_falls_back_past_a_corrupt_latest_checkpoint_and_names_it(job, stopped_run, tmp_path):
+    command, run = copy_of_stopped_run(stopped_run, tmp_path)
     latest = run / checkpoint_dir_name(8) / CHECKPOINT_NAME
     latest.write_bytes(latest.read_bytes()[:4096])  # a write cut short
     expected_digest = weights_digest(load_model(str(run / checkpoint_dir_name(6) / CHECKPOINT_NAME)))
