@@ -52,11 +52,11 @@ from torch.utils.flop_counter import FlopCounterMode
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(ROOT / "benchmarks")]
 
-from ansray.enhancement import MODEL_RATE, enhance, enhance_batch, inference_model  # noqa: E402
+from ansray.enhancement import enhance  # noqa: E402
 from ansray.metrics.si_sdr import si_sdr  # noqa: E402
-from ansray.model import FRCRN, MODEL_SIZES, FRCRNInference, inference, load_model  # noqa: E402
+from ansray.model import FRCRN, MODEL_SIZES, FRCRNInference, enhance_batch, inference, inference_model, load_model  # noqa: E402
 from ansray.model.starter import STARTER_MODEL_DIR  # noqa: E402
-from ansray.segments import MODEL_HOP  # noqa: E402
+from ansray.segments import MODEL_HOP, MODEL_RATE  # noqa: E402
 from bench_inference import PARITY_TOLERANCE, reference_model, speech_signal  # noqa: E402
 from bench_train import mixtures, plain_loop  # noqa: E402
 from frcrn_fixture import cases  # noqa: E402

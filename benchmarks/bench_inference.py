@@ -41,9 +41,10 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(ROOT / "benchmarks")]
 
-from ansray.enhancement import MODEL_RATE, SegmentOptions, enhance  # noqa: E402
+from ansray.enhancement import enhance  # noqa: E402
 from ansray.metrics.si_sdr import si_sdr  # noqa: E402
 from ansray.model import FRCRN, MODEL_SIZES, FRCRNInference, load_model  # noqa: E402
+from ansray.segments import MODEL_RATE, SegmentOptions  # noqa: E402
 from frcrn_fixture import canonical_state_dict  # noqa: E402
 from reference_frcrn import reference_enhance  # noqa: E402
 
