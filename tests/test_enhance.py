@@ -11,7 +11,7 @@ from ansray.level import level_gains
 from ansray.metrics import si_sdr
 from ansray.model import FRCRN, MODEL_SIZES, enhance_batch, inference_model
 from ansray.segments import MODEL_RATE, SegmentOptions, cut_segment, model_length, overlap_add
-from frcrn_fixture import FIXTURE_DIR, canonical_state_dict
+from ansray.testing.parity_fixture import FIXTURE_DIR, canonical_state_dict
 
 SPEECH = FIXTURE_DIR.parent / "speech" / "198-209-0000.ogg"
 

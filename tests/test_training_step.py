@@ -6,7 +6,7 @@ import torch
 
 from ansray.model import FRCRN, MODEL_SIZES
 from ansray.training.step import StepSettings, freeze_unused_parameters, train_step, unused_parameters
-from frcrn_fixture import canonical_state_dict, cases, reference_losses
+from ansray.testing.parity_fixture import canonical_state_dict, cases, reference_losses
 
 TINY = MODEL_SIZES["tiny"]
 
