@@ -2,77 +2,24 @@
 
 `enhance` is the notebook and test entry point for one signal; the distributed job
 (`ansray.denoise`) runs the same functions on many files: the level gains before, `plan_segments`
-to feed the model, `enhance_batch` inside each actor, the cross-fade of `ansray.segments` after.
+to feed the model, `ansray.model.enhance_batch` inside each actor, the cross-fade of `ansray.segments` after.
 """
 
 from __future__ import annotations
 
-import contextlib
-import math
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 import numpy as np
-import torch
 
 from ansray.attenuation import dry_share, limit_attenuation
 from ansray.io.resample import StreamResampler
 from ansray.level import level_gains
-from ansray.model import FRCRN, FRCRNInference, load_model
+from ansray.model import FRCRN, FRCRNInference, enhance_batch, inference_model
 from ansray.model.polarity import check_polarity_once
-from ansray.segments import SegmentPlan, StitchInOrder, plan_segments, segments_in_order
+from ansray.segments import SegmentOptions, StitchInOrder, model_length, segments_in_order
 
-MODEL_RATE = 16000
-DTYPES = {"float32": None, "bfloat16": torch.bfloat16, "float16": torch.float16}
 # Frames of the caller's signal handled at once by the streaming steps of `enhance`.
 CHUNK_FRAMES = 1 << 18
-
-
-@dataclass(frozen=True)
-class SegmentOptions:
-    """How a signal is cut for the model. `segment_seconds=None` runs each signal in one pass.
-
-    Defaults were measured (stitching SI-SDR against one pass, and speed): see README.
-    """
-
-    segment_seconds: float | None = 10.0
-    overlap_seconds: float = 1.0
-    # On CPU a batch runs no faster per second of audio than one segment (RTF 0.56 either way, 2 threads)
-    # while its activations grow with it (30 s input: 2.5 GB peak at batch 4); GPUs want 16-64.
-    batch_size: int = 1
-
-    def plan(self, num_samples: int, fit: bool = False) -> SegmentPlan:
-        """Segments of a signal of `num_samples` at 16 kHz; `fit` shortens them to the signal (see plan_segments)."""
-        segment = None if self.segment_seconds is None else round(self.segment_seconds * MODEL_RATE)
-        return plan_segments(num_samples, segment, round(self.overlap_seconds * MODEL_RATE), fit=fit)
-
-
-def inference_model(model: FRCRN | FRCRNInference | str, device: str | torch.device = "cpu") -> FRCRNInference:
-    """The fused inference network from a model, an inference network, or anything `load_model` takes."""
-    if isinstance(model, FRCRNInference):
-        return model
-    if not isinstance(model, FRCRN):
-        model = load_model(model, device=device)
-    return FRCRNInference.from_model(model)
-
-
-def enhance_batch(model: FRCRNInference, batch: np.ndarray, dtype: str = "float32") -> np.ndarray:
-    """[B, S] float32 at 16 kHz -> [B, S] enhanced, float32. Lengths are multiples of the STFT hop."""
-    device = next(model.parameters()).device
-    cast = DTYPES[dtype]
-    with torch.inference_mode():
-        inputs = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32))
-        if device.type == "cuda":
-            inputs = inputs.pin_memory().to(device, non_blocking=True)
-        autocast = torch.autocast(device.type, dtype=cast) if cast is not None else contextlib.nullcontext()
-        with autocast:
-            out = model(inputs).wav
-        return out.float().cpu().numpy()
-
-
-def model_length(frames: int, sample_rate: int) -> int:
-    """Samples of a signal of `frames` at `sample_rate` once resampled to 16 kHz, as the resampler produces them."""
-    return math.ceil(frames * MODEL_RATE / sample_rate)
 
 
 def _chunks(signal: np.ndarray, frames: int = CHUNK_FRAMES) -> Iterator[tuple[np.ndarray, bool]]:
@@ -126,11 +73,11 @@ def enhance(
     gains = level_gains(signal)
     plan = options.plan(model_length(frames, sample_rate), fit=fit_segments)
 
-    to_model = StreamResampler(sample_rate, MODEL_RATE, channels)
+    to_model = StreamResampler(sample_rate, network.config.sample_rate, channels)
     model_rate_chunks = (to_model.push(chunk * gains, last).T for chunk, last in _chunks(signal))
     noisy_segments = segments_in_order(model_rate_chunks, plan, (channels,))
     stitch = StitchInOrder(plan)
-    from_model = StreamResampler(MODEL_RATE, sample_rate, channels)
+    from_model = StreamResampler(network.config.sample_rate, sample_rate, channels)
     restored = np.empty((frames, channels), dtype=np.float32)
     written = 0
 

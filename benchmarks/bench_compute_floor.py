@@ -20,23 +20,17 @@ from __future__ import annotations
 
 import argparse
 import functools
-import sys
 import time
 from collections import defaultdict
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(ROOT / "benchmarks")]
-
-from ansray.enhancement import MODEL_RATE  # noqa: E402
-from ansray.model import FRCRNInference  # noqa: E402
-from ansray.model.inference import ComplexFsmn, SqueezeExcite  # noqa: E402
-from ansray.segments import MODEL_HOP  # noqa: E402
-from bench_inference import best_of, cpu_name, reference_model  # noqa: E402
+from ansray.model import FRCRNInference
+from ansray.model.inference import ComplexFsmn, SqueezeExcite
+from ansray.segments import MODEL_HOP, MODEL_RATE
+from bench_inference import best_of, cpu_name, reference_model
 
 CL = torch.channels_last
 

@@ -20,10 +20,10 @@ import soundfile as sf
 import torch
 
 from ansray.denoise import DenoiseConfig, SegmentEnhancer, run_denoise
-from ansray.enhancement import SegmentOptions, model_length
 from ansray.io import audio_info, list_audio
 from ansray.model import FRCRN, MODEL_SIZES, load_model, model_weights, save_model_dir
 from ansray.model.polarity import keep_polarity
+from ansray.segments import SegmentOptions, model_length
 
 FORMATS = [(16000, "WAV", "PCM_16", ".wav"), (44100, "FLAC", "PCM_24", ".flac"), (48000, "OGG", "VORBIS", ".ogg"),
            (8000, "WAV", "FLOAT", ".wav")]
@@ -77,9 +77,9 @@ from ansray.denoise.bundles import Bundle, Entry, as_batch
 from ansray.denoise.enhancer import SegmentEnhancer
 from ansray.denoise.files import FilePlan
 from ansray.denoise.pipeline import BUNDLE_SEGMENTS
-from ansray.enhancement import SegmentOptions
 from ansray.io import AudioInfo, AudioRef
 from ansray.model import load_model, model_weights
+from ansray.segments import SegmentOptions
 options = SegmentOptions{tuple(vars(options).values())!r}
 segments = options.plan(int({minutes} * 60 * 16000))
 info = AudioInfo("WAV", "PCM_16", 16000, 1, segments.num_samples)

@@ -16,7 +16,7 @@ printed at the end (and written to DIR/bench_gpu.md):
              fp32 (TF32 off), bf16 and fp16 x batches of 10 s segments, timed with CUDA events (median
              after a warm-up); the network alone on device-resident input; peak GPU memory; TFLOP/s from
              torch's FLOP count of the network;
-  reference  benchmarks/reference_frcrn.py on the device (batch 1, whole files, as ModelScope runs it,
+  reference  ansray/testing/reference_frcrn.py on the device (batch 1, whole files, as ModelScope runs it,
              with torch's default flags and with TF32 off), and ansray's `enhance` on the same files;
   train      samples/s of bench_train.py's plain PyTorch loop at fp32 and bf16 (torch's default flags);
   variants   at bf16 (and fp32) and one batch, against the network alone: cuDNN autotuning, FSMN row-step
@@ -49,22 +49,21 @@ import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(ROOT / "benchmarks")]
+from ansray.enhancement import enhance
+from ansray.metrics.si_sdr import si_sdr
+from ansray.model import (FRCRN, MODEL_SIZES, FRCRNInference, enhance_batch, inference, inference_model,
+                          load_model)
+from ansray.model.starter import STARTER_MODEL_DIR
+from ansray.precision import ALIASES, AUTOCAST_DTYPES
+from ansray.segments import MODEL_HOP, MODEL_RATE
+from ansray.testing.parity_fixture import cases
+from ansray.testing.reference_frcrn import reference_enhance
+from bench_inference import PARITY_TOLERANCE, reference_model, speech_signal
+from bench_train import mixtures, plain_loop
 
-from ansray.enhancement import MODEL_RATE, enhance, enhance_batch, inference_model  # noqa: E402
-from ansray.metrics.si_sdr import si_sdr  # noqa: E402
-from ansray.model import FRCRN, MODEL_SIZES, FRCRNInference, inference, load_model  # noqa: E402
-from ansray.model.starter import STARTER_MODEL_DIR  # noqa: E402
-from ansray.segments import MODEL_HOP  # noqa: E402
-from bench_inference import PARITY_TOLERANCE, reference_model, speech_signal  # noqa: E402
-from bench_train import mixtures, plain_loop  # noqa: E402
-from frcrn_fixture import cases  # noqa: E402
-from reference_frcrn import reference_enhance  # noqa: E402
-
-PRECISIONS = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": None}  # the grid's order: headline first
-DTYPE_NAMES = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}
-PRECISION_OF = {DTYPE_NAMES[name]: dtype for name, dtype in PRECISIONS.items()}
+# Short labels, as in RESULTS.md's tables, in the grid's order: headline first.
+DTYPE_NAMES = {label: ALIASES[label] for label in ("bf16", "fp16", "fp32")}
+PRECISIONS = {label: AUTOCAST_DTYPES[name] for label, name in DTYPE_NAMES.items()}
 SI_SDR_BAR = 30.0
 COMPILE_THREADS = 4  # of the GPU machine's 16 CPUs, for torch.compile beside the parts being timed
 # torch's own defaults: cuDNN convolutions may use TF32, matrix products may not.
@@ -403,7 +402,7 @@ def overlapped(network: FRCRNInference, batches: list[np.ndarray], dtype: str) -
     pinned_in = [torch.empty(shape, pin_memory=True) for _ in range(2)]
     pinned_out = [torch.empty(shape, pin_memory=True) for _ in range(2)]
     uploaded, copied_out = [None, None], [None, None]
-    cast = PRECISION_OF[dtype]
+    cast = AUTOCAST_DTYPES[dtype]
 
     def upload(i: int):
         slot = i % 2

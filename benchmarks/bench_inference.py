@@ -1,8 +1,8 @@
 """Inference speed and memory of ansray's FRCRN path against the reference arithmetic (issue 8).
 
 CPU (the default). Each figure comes from a fresh process with `--threads` torch threads:
-  - the reference arithmetic (reference_frcrn.py: the unfused network, fp32, batch 1, whole file, default
-    malloc) and ansray (`ansray.enhance`, segmented, FRCRNInference), same weights, same input;
+  - the reference arithmetic (ansray/testing/reference_frcrn.py: the unfused network, fp32, batch 1, whole
+    file, default malloc) and ansray (`ansray.enhance`, segmented, FRCRNInference), same weights, same input;
   - RTF = wall seconds / audio seconds, the minimum of `--repeats` runs after a warm-up, with the load
     average; peak RSS of the process (VmHWM) during the timed runs, which includes the model and the input
     signal already in memory (the baseline, printed for the memory rows);
@@ -11,7 +11,7 @@ CPU (the default). Each figure comes from a fresh process with `--threads` torch
     the reference's one-pass output (segmenting changes the squeeze-excitation averages).
 GPU figures (throughput by precision and batch, parity, tuning) come from bench_gpu.py.
 
-Weights are the parity fixture's random ones (tests/frcrn_fixture.py): the arithmetic, hence the cost,
+Weights are the parity fixture's random ones (ansray/testing/parity_fixture.py): the arithmetic, hence the cost,
 is the released model's. With random weights the whole-input SI-SDR measures the weights' chaos, not the
 arithmetic (see `edge_control`); `--weights` times trained ones instead (a model dir or checkpoint, e.g.
 the starter model), for which that figure means what it says. The input is the speech fixture, tiled to
@@ -38,15 +38,14 @@ import numpy as np
 import soundfile as sf
 import torch
 
+from ansray.enhancement import enhance
+from ansray.metrics.si_sdr import si_sdr
+from ansray.model import FRCRN, MODEL_SIZES, FRCRNInference, load_model
+from ansray.segments import MODEL_RATE, SegmentOptions
+from ansray.testing.parity_fixture import canonical_state_dict
+from ansray.testing.reference_frcrn import reference_enhance
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(ROOT / "benchmarks")]
-
-from ansray.enhancement import MODEL_RATE, SegmentOptions, enhance  # noqa: E402
-from ansray.metrics.si_sdr import si_sdr  # noqa: E402
-from ansray.model import FRCRN, MODEL_SIZES, FRCRNInference, load_model  # noqa: E402
-from frcrn_fixture import canonical_state_dict  # noqa: E402
-from reference_frcrn import reference_enhance  # noqa: E402
-
 SPEECH = ROOT / "tests" / "fixtures" / "speech" / "198-209-0000.ogg"
 PARITY_TOLERANCE = 1e-4  # times max|reference|, from the parity fixture's README
 # The reference runs whole files; at 73 MB per second of audio (issue 8) longer ones don't fit here.

@@ -32,9 +32,9 @@ import ansray.model.loss as loss_module
 from ansray.data.mix import MixConfig
 from ansray.data.pairs import read_pair
 from ansray.data.synthesis import SynthesisConfig, plan_synthesis, synthesize_mixture
-from ansray.enhancement import enhance, inference_model
+from ansray.enhancement import enhance
 from ansray.metrics import level_difference_db, projection_gain, si_sdr
-from ansray.model import FRCRN, MODEL_SIZES, load_model
+from ansray.model import FRCRN, MODEL_SIZES, inference_model, load_model
 from ansray.training.datasets import find_pairs
 from ansray.training.step import StepSettings, freeze_unused_parameters, train_step
 

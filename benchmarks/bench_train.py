@@ -6,8 +6,8 @@ Both sides train on the same in-memory synthetic mixtures, so decoding is left o
 difference is what Ray Train, Ray Data iteration and (with several workers) DDP cost.
 
 Usage: python benchmarks/bench_train.py [--sizes official,small] [--batch-size 2] [--segment-seconds 1]
-         [--steps 3] [--threads 2] [--precisions fp32[,bf16]] [--use-gpu] [--workers 1[,2,...]]
-On a GPU: --use-gpu --batch-size 12 --precisions fp32,bf16 --workers 1,<gpus>.
+         [--steps 3] [--threads 2] [--precisions float32[,bfloat16]] [--use-gpu] [--workers 1[,2,...]]
+On a GPU: --use-gpu --batch-size 12 --precisions float32,bfloat16 --workers 1,<gpus>.
 """
 
 from __future__ import annotations
@@ -105,7 +105,7 @@ def main() -> None:
     parser.add_argument("--segment-seconds", type=float, default=1.0)
     parser.add_argument("--steps", type=int, default=3, help="timed steps (Ray: per epoch, after a warm-up epoch)")
     parser.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1), help="CPU threads per worker")
-    parser.add_argument("--precisions", default="fp32")
+    parser.add_argument("--precisions", default="float32")
     parser.add_argument("--workers", default="1", help="comma-separated worker counts for Ray")
     parser.add_argument("--use-gpu", action="store_true")
     args = parser.parse_args()

@@ -18,10 +18,11 @@ import sys
 
 from ansray.cli import JobArgumentParser, add_cluster_flags, add_storage_flags, configure_logging, run_job
 from ansray.denoise import DenoiseConfig, run_denoise
-from ansray.enhancement import DTYPES, SegmentOptions
 from ansray.denoise.files import IF_WORSE, OUTPUT_FORMATS, Finishing
 from ansray.denoise.quality import QUALITY_MEASURES
 from ansray.model.starter import STARTER_MODEL_DIR
+from ansray.precision import PRECISIONS
+from ansray.segments import SegmentOptions
 
 
 def parse_actors(text: str) -> tuple[int, int]:
@@ -59,7 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--cpus-per-actor", type=float, default=1.0,
                         help="CPUs per actor, also its torch thread count on CPU (default: %(default)s)")
     add_segment_flags(parser)
-    parser.add_argument("--dtype", choices=sorted(DTYPES), default="float32",
+    parser.add_argument("--dtype", choices=sorted(PRECISIONS), default="float32",
                         help="autocast dtype for the model; bfloat16/float16 are meant for GPUs (default: %(default)s)")
     parser.add_argument("--output-format", choices=OUTPUT_FORMATS, default="same",
                         help="'same' keeps each input's format and subtype (default: %(default)s)")

@@ -4,7 +4,7 @@ python jobs/train.py --train-data URI [--valid-data URI] --storage URI --name RU
   [--init SOURCE] [--config configuration.json | --model-size official|small|tiny]
   [--num-workers N] [--use-gpu] [--cpus-per-worker F] [--batch-size N] [--segment-seconds S]
   [--epochs N] [--steps-per-epoch N] [--lr F] [--weight-decay F] [--clip-grad-norm F]
-  [--precision fp32|bf16|fp16] [--checkpoint-every-steps N] [--max-failures N]
+  [--precision float32|bfloat16|float16] [--checkpoint-every-steps N] [--max-failures N]
   [--export DIR] [--address ADDR]
 python jobs/train.py --clean URI --noise URI [--rir URI] --storage URI --name RUN ...   (mixing on the fly)
 
@@ -26,7 +26,8 @@ from ansray.data.mix import MixConfig
 from ansray.io import read_bytes
 from ansray.model import MODEL_SIZES, FRCRNConfig
 from ansray.training.checkpoints import export_model
-from ansray.training.config import LOSS_MODES, PRECISIONS, SEGMENT_MODES, TrainConfig
+from ansray.precision import PRECISIONS, canonical_precision
+from ansray.training.config import LOSS_MODES, SEGMENT_MODES, TrainConfig
 from ansray.training.trainer import cpus_per_worker_that_fit, run_training
 
 DEFAULTS = TrainConfig(storage="", name="", train_data="")
@@ -68,6 +69,14 @@ def add_model_flags(parser: argparse.ArgumentParser) -> None:
                        help="weights to fine-tune: the released model dir, any ansray export or checkpoint")
 
 
+def precision_name(text: str) -> str:
+    """argparse type for --precision: a name of `ansray.precision`, aliases made canonical."""
+    try:
+        return canonical_precision(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
 def add_optimization_flags(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("optimisation (defaults: the FRCRN recipe)")
     group.add_argument("--batch-size", type=int, default=DEFAULTS.batch_size,
@@ -85,8 +94,9 @@ def add_optimization_flags(parser: argparse.ArgumentParser) -> None:
                        help="Mix: mask MSEs minus SI-SNR (default, the released model's); SiSNR: minus SI-SNR plus "
                             "a term pinning the output's gain on the clean speech to 1 (SI-SNR alone is blind to sign "
                             "and scale); SNR: minus the plain SNR")
-    group.add_argument("--precision", choices=PRECISIONS, default=DEFAULTS.precision,
-                       help="bf16/fp16 autocast (fp16 on GPU only)")
+    group.add_argument("--precision", type=precision_name, choices=PRECISIONS, default=DEFAULTS.precision,
+                       help="float32 (default), or bfloat16/float16 autocast (float16 on GPU only); the former "
+                            "spellings fp32, bf16 and fp16 are accepted and mean the same")
     group.add_argument("--seed", type=int, default=DEFAULTS.seed, help="default %(default)s: ModelScope's")
 
 

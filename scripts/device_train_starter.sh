@@ -9,7 +9,7 @@
 #
 # Settings (environment, defaults in brackets):
 #   CHUNKS ['.device/corpus-*']  chunk folders      WORK [/tmp/ansray-starter-v2]  data and checkpoints
-#   OUT [$WORK/out]              results            SIZE [small]    BATCH [32]     PRECISION [bf16]
+#   OUT [$WORK/out]              results            SIZE [small]    BATCH [32]     PRECISION [bfloat16]
 #   LOSS [SNR]                   USE_GPU [1]        GENERATED_NOISE [1]            STEPS_PER_EPOCH [200]
 #   VALID_SEGMENTS [256]         validation mixtures (made on the fly from the training sources, seed 21)
 #   EXPORT_MARGIN [35]           seconds kept for stopping, exporting and packing after training
@@ -34,7 +34,7 @@ WORK=${WORK:-/tmp/ansray-starter-v2}
 OUT=${OUT:-$WORK/out}
 SIZE=${SIZE:-small}
 BATCH=${BATCH:-32}
-PRECISION=${PRECISION:-bf16}
+PRECISION=${PRECISION:-bfloat16}
 LOSS=${LOSS:-SNR}
 USE_GPU=${USE_GPU:-1}
 GENERATED_NOISE=${GENERATED_NOISE:-1}

@@ -35,7 +35,7 @@ python scripts/pack_corpus.py pack "$CORPUS" "$WORK/device/corpus" --max-mb 45 \
   --include SOURCES.md --include corpus.jsonl
 #    There, from the repository root, with the chunk folders under .device/ (unpacking, Ray start-up,
 #    training until the budget's end, export of the best epoch):
-#      GENERATED_NOISE=1 bash scripts/device_train_starter.sh 330   (SIZE=small BATCH=32 PRECISION=bf16 LOSS=SNR)
+#      GENERATED_NOISE=1 bash scripts/device_train_starter.sh 330   (SIZE=small BATCH=32 PRECISION=bfloat16 LOSS=SNR)
 #    The shipped v2 came from that command on one H200 (2026-12-04), after the chunks had arrived in
 #    three calls (each `python3 scripts/pack_corpus.py unpack '.device/corpus-*' /tmp/ansray-starter-v2/corpus`)
 #    and with SKIP_UNPACK=1 FRESH=1 (a first attempt had stopped at its first checkpoint on a bug since

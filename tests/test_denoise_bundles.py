@@ -8,8 +8,8 @@ import soundfile as sf
 
 from ansray.denoise import bundles
 from ansray.denoise.bundles import Bundle, read_bundles
-from ansray.enhancement import SegmentOptions
 from ansray.io import list_audio
+from ansray.segments import SegmentOptions
 
 OPTIONS = SegmentOptions(segment_seconds=4.0, overlap_seconds=0.5, batch_size=1)
 

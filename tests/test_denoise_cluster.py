@@ -18,7 +18,7 @@ import soundfile as sf
 from ray.cluster_utils import Cluster
 
 from ansray.denoise import DenoiseConfig, run_denoise
-from ansray.enhancement import SegmentOptions
+from ansray.segments import SegmentOptions
 from models import save_tiny_model
 
 SEGMENTS = SegmentOptions(segment_seconds=4.0, overlap_seconds=0.5, batch_size=1)

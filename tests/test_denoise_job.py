@@ -15,8 +15,9 @@ import ray
 import soundfile as sf
 
 from ansray.denoise import DenoiseConfig, SegmentEnhancer, read_manifest_rows, run_denoise
-from ansray.enhancement import SegmentOptions, enhance
+from ansray.enhancement import enhance
 from ansray.model import CheckpointError, save_model_dir
+from ansray.segments import SegmentOptions
 from models import constant_mask_model, save_tiny_model
 
 REPO = Path(__file__).resolve().parents[1]

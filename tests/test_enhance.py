@@ -5,13 +5,13 @@ import pytest
 import soundfile as sf
 import torch
 
-from ansray.enhancement import MODEL_RATE, SegmentOptions, enhance, enhance_batch, inference_model, model_length
+from ansray.enhancement import enhance
 from ansray.io import resample
 from ansray.level import level_gains
 from ansray.metrics import si_sdr
-from ansray.model import FRCRN, MODEL_SIZES
-from ansray.segments import cut_segment, overlap_add
-from frcrn_fixture import FIXTURE_DIR, canonical_state_dict
+from ansray.model import FRCRN, MODEL_SIZES, enhance_batch, inference_model
+from ansray.segments import MODEL_RATE, SegmentOptions, cut_segment, model_length, overlap_add
+from ansray.testing.parity_fixture import FIXTURE_DIR, canonical_state_dict
 
 SPEECH = FIXTURE_DIR.parent / "speech" / "198-209-0000.ogg"
 

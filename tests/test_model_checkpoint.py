@@ -9,7 +9,7 @@ import torch
 
 from ansray.model import MODEL_SIZES, FRCRN, CheckpointError, FRCRNConfig, load_model, save_model_dir
 from ansray.model.checkpoint import CONFIG_NAME, WEIGHTS_NAME, reference_state_dict
-from frcrn_fixture import canonical_state_dict, key_table, reference_state_dict as released_state_dict
+from ansray.testing.parity_fixture import canonical_state_dict, key_table, reference_state_dict as released_state_dict
 
 
 def save(obj, path) -> str:

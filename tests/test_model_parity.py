@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from ansray.model import FRCRN, FRCRNInference, frcrn_loss
-from frcrn_fixture import canonical_state_dict, cases, reference_losses
+from ansray.testing.parity_fixture import canonical_state_dict, cases, reference_losses
 
 CASES = (1, 2, 3)
 TOLERANCE = 1e-4  # times max|reference|, from the fixture's README

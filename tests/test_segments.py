@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from ansray.enhancement import SegmentOptions
 from ansray.segments import (
+    SegmentOptions,
     StitchInOrder,
     cut_segment,
     overlap_add,

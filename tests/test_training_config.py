@@ -59,7 +59,7 @@ def test_command_line_flags_reach_the_config(tmp_path):
     assert cfg.mix.percent_for_adding_reverb == 1.0 and (cfg.mix.snr_lower, cfg.mix.snr_upper) == (-5, 20)
     assert cfg.model == FRCRNConfig(channels=32, model_depth=8)
     assert (cfg.num_workers, cfg.use_gpu, cfg.batch_size, cfg.segment_frames) == (4, True, 6, 32000)
-    assert (cfg.total_steps, cfg.learning_rate, cfg.precision, cfg.max_failures) == (30, 5e-4, "bf16", 2)
+    assert (cfg.total_steps, cfg.learning_rate, cfg.precision, cfg.max_failures) == (30, 5e-4, "bfloat16", 2)
     assert cfg.checkpoint_every_steps == 7
     assert job.config_from_args(job.parse_args(
         ["--train-data", "d", "--storage", "s", "--name", "n", "--model-size", "small"])).model == MODEL_SIZES["small"]
@@ -78,7 +78,7 @@ def test_config_round_trips_without_credentials():
     ({"train_data": "d", "clean": ("c",), "noise": ("n",)}, "either train_data"),
     ({"clean": ("c",)}, "both clean and noise"),
     ({"train_data": "d", "rir": ("r",)}, "rir sources only"),
-    ({"train_data": "d", "precision": "fp16"}, "fp16 needs a GPU"),
+    ({"train_data": "d", "precision": "fp16"}, "float16 needs a GPU"),
     ({"train_data": "d", "segment_seconds": 0.01}, "shorter than one STFT window"),
     ({"train_data": "d", "segment_mode": "overlap"}, "segment_mode"),
 ])

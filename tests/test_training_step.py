@@ -6,7 +6,7 @@ import torch
 
 from ansray.model import FRCRN, MODEL_SIZES
 from ansray.training.step import StepSettings, freeze_unused_parameters, train_step, unused_parameters
-from frcrn_fixture import canonical_state_dict, cases, reference_losses
+from ansray.testing.parity_fixture import canonical_state_dict, cases, reference_losses
 
 TINY = MODEL_SIZES["tiny"]
 
@@ -91,7 +91,7 @@ def test_blocks_the_reference_never_uses_are_frozen():
 def test_bf16_autocast_step_keeps_float32_weights():
     model = tiny_model()
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-    result = train_step(model, optimizer, *batch(), StepSettings(precision="bf16"))
+    result = train_step(model, optimizer, *batch(), StepSettings(precision="bfloat16"))
     assert not result.skipped and torch.isfinite(torch.tensor(result.loss))
     assert all(p.dtype == torch.float32 for p in model.parameters())
 

@@ -25,11 +25,10 @@ import numpy as np
 
 from ansray.denoise.files import (Finishing, FilePlan, SourceReader, plan_file, read_segments, stitch_segments,
                                   write_output)
-from ansray.enhancement import SegmentOptions
 from ansray.io import AudioDecodeError, AudioRef, PathEscapeError, audio_info, fs_for, join_uri, read_bytes
 from ansray.io.errors import describe
 from ansray.io.storage import write_bytes_atomic
-from ansray.segments import segment_weights
+from ansray.segments import SegmentOptions, segment_weights
 
 
 @dataclass

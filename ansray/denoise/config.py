@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ansray.denoise.files import Finishing
-from ansray.enhancement import SegmentOptions
+from ansray.segments import SegmentOptions
 
 
 @dataclass(frozen=True)

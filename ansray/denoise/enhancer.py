@@ -13,8 +13,7 @@ from collections import defaultdict
 import numpy as np
 
 from ansray.denoise.bundles import add_polarity_sums, as_batch, bundles_from_rows
-from ansray.enhancement import enhance_batch, inference_model
-from ansray.model import model_from_weights
+from ansray.model import enhance_batch, inference_model, model_from_weights
 
 
 class SegmentEnhancer:

@@ -15,11 +15,10 @@ import soundfile as sf
 
 from ansray.attenuation import dry_share, limit_attenuation
 from ansray.denoise.quality import quality_columns
-from ansray.enhancement import MODEL_RATE, SegmentOptions, model_length
 from ansray.io import AudioInfo, AudioRef, StreamResampler, downmix, read_audio, read_bytes, resample, write_bytes_atomic
 from ansray.io.audio import AudioWriter
 from ansray.level import LevelMeter
-from ansray.segments import SegmentPlan, StitchInOrder, overlap_add
+from ansray.segments import MODEL_RATE, SegmentOptions, SegmentPlan, StitchInOrder, model_length, overlap_add
 
 # Level statistics are gathered in windows of this many seconds, so long files are never held whole.
 STATS_WINDOW_SECONDS = 30.0

@@ -1,5 +1,6 @@
 """FRCRN: the network, its STFT, loss, checkpoints and a fused inference path."""
 
+from .batch import enhance_batch, inference_model
 from .checkpoint import CheckpointError, load_model, model_from_weights, model_weights, save_model_dir, weights_digest
 from .config import MODEL_SIZES, FRCRNConfig
 from .frcrn import FRCRN, FRCRNOutput
@@ -14,7 +15,9 @@ __all__ = [
     "InferenceOutput",
     "CheckpointError",
     "MODEL_SIZES",
+    "enhance_batch",
     "frcrn_loss",
+    "inference_model",
     "load_model",
     "model_from_weights",
     "model_weights",

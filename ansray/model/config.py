@@ -69,6 +69,17 @@ class FRCRNConfig:
             raise ValueError(f"channels must be a multiple of 8 (squeeze-excitation reduction), got {self.channels}")
 
     @property
+    def sample_rate(self) -> int:
+        """The rate the model hears: every FRCRN release and this project's training run at 16 kHz
+        (the STFT sizes are in samples of it), so it is a fact of the model, not a setting."""
+        return 16000
+
+    @property
+    def hop(self) -> int:
+        """STFT hop in samples; lengths that are a multiple of it come back from the model unchanged."""
+        return self.win_inc
+
+    @property
     def freq_bins(self) -> int:
         return self.fft_len // 2 + 1
 

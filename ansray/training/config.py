@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from ansray.data.mix import MixConfig
 from ansray.model import MODEL_SIZES, FRCRNConfig
 from ansray.model.loss import LOSS_MODES
+from ansray.precision import canonical_precision
 
-PRECISIONS = ("fp32", "bf16", "fp16")
 SEGMENT_MODES = ("fixed", "random")
 
 # ModelScope configuration.json, train section, and ClearerVoice FRCRN_SE_16K.
@@ -73,7 +73,7 @@ class TrainConfig:
     loss_mode: str = RECIPE_LOSS_MODE
     lr_factor: float = RECIPE_LR_FACTOR
     lr_patience: int = RECIPE_LR_PATIENCE
-    precision: str = "fp32"
+    precision: str = "float32"  # or bfloat16, float16 (ansray.precision; fp32, bf16, fp16 are aliases)
     seed: int = RECIPE_SEED
     sample_rate: int = 16000
 
@@ -93,10 +93,9 @@ class TrainConfig:
             raise ValueError("on-the-fly mixing needs both clean and noise sources")
         if self.rir and not (self.clean and self.noise):
             raise ValueError("rir sources only apply to on-the-fly mixing (clean and noise)")
-        if self.precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
-        if self.precision == "fp16" and not self.use_gpu:
-            raise ValueError("fp16 needs a GPU (loss scaling); use bf16 or fp32 on CPU")
+        object.__setattr__(self, "precision", canonical_precision(self.precision))
+        if self.precision == "float16" and not self.use_gpu:
+            raise ValueError("float16 needs a GPU (loss scaling); use bfloat16 or float32 on CPU")
         if self.segment_mode not in SEGMENT_MODES:
             raise ValueError(f"segment_mode must be one of {SEGMENT_MODES}, got {self.segment_mode!r}")
         if self.loss_mode not in LOSS_MODES:

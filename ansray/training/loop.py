@@ -18,6 +18,7 @@ import time
 import torch
 
 from ansray.model import FRCRN, load_model, weights_digest
+from ansray.precision import canonical_precision
 
 from .checkpoints import (
     TrainingState,
@@ -123,7 +124,7 @@ def train_loop_per_worker(loop_config: dict) -> None:
                                  lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="min", factor=cfg.lr_factor,
                                                            patience=cfg.lr_patience)
-    scaler = torch.amp.GradScaler(device.type) if cfg.precision == "fp16" else None
+    scaler = torch.amp.GradScaler(device.type) if cfg.precision == "float16" else None
     state = TrainingState()
     checkpoint = ray.train.get_checkpoint()
     resumed_from, unreadable = None, []
@@ -218,7 +219,10 @@ def restore(payload: dict, rng: dict | None, rank: int, cfg: TrainConfig, net: F
     else:
         log.warning("no random-generator state for rank %d in the checkpoint (the run had fewer workers)", rank)
     now = cfg.identity()
-    changed = {k: (v, now.get(k)) for k, v in payload["run_config"].items() if now.get(k) != v}
+    recorded = dict(payload["run_config"])
+    if "precision" in recorded:  # checkpoints written before the names were unified say fp32, bf16, fp16
+        recorded["precision"] = canonical_precision(recorded["precision"])
+    changed = {k: (v, now.get(k)) for k, v in recorded.items() if now.get(k) != v}
     if changed and rank == 0:
         log.warning("resuming with settings that differ from the checkpoint's (checkpoint, now): %s; "
                     "optimizer state, including the learning rate, comes from the checkpoint", changed)

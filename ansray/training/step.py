@@ -4,7 +4,6 @@ finite on any worker; a skipped step leaves the model as it was."""
 
 from __future__ import annotations
 
-import contextlib
 import copy
 from dataclasses import dataclass
 
@@ -12,6 +11,7 @@ import torch
 import torch.distributed as dist
 
 from ansray.model import FRCRN, FRCRNOutput, frcrn_loss
+from ansray.precision import autocast
 
 
 @dataclass(frozen=True)
@@ -20,7 +20,7 @@ class StepSettings:
 
     loss_mode: str = "Mix"
     clip_grad_norm: float = 10.0
-    precision: str = "fp32"
+    precision: str = "float32"  # a name of ansray.precision
 
 
 @dataclass(frozen=True)
@@ -35,14 +35,6 @@ class StepResult:
     sisnr: float
     grad_norm: float
     skipped: bool
-
-
-def autocast(device: torch.device, precision: str):
-    """bf16 or fp16 autocast on `device`; nothing for fp32."""
-    if precision == "fp32":
-        return contextlib.nullcontext()
-    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
-    return torch.autocast(device_type=device.type, dtype=dtype)
 
 
 def train_step(

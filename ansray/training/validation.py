@@ -11,8 +11,7 @@ import torch
 import torch.distributed as dist
 
 from ansray.model import FRCRN, frcrn_loss, si_snr
-
-from .step import autocast
+from ansray.precision import autocast
 
 
 def quality_metrics_available() -> bool:
@@ -64,7 +63,7 @@ class ValidationSums:
 
 
 @torch.no_grad()
-def validate(model: FRCRN, batches, *, device: torch.device, loss_mode: str = "Mix", precision: str = "fp32",
+def validate(model: FRCRN, batches, *, device: torch.device, loss_mode: str = "Mix", precision: str = "float32",
              quality: bool = False, sample_rate: int = 16000) -> dict[str, float]:
     """Scores `model` (in eval mode, as ModelScope evaluates) on an iterable of {"noisy", "clean"}
     [B, T] batches, all-reduced over the workers. The loss is the recipe's, whose mean is what the

@@ -1,4 +1,6 @@
-"""Builds the parity fixture's weights from its recipe (tests/fixtures/frcrn-reference/README.md)."""
+"""Builds the parity fixture's weights from its recipe (tests/fixtures/frcrn-reference/README.md).
+
+The fixture's files are read from a source checkout's tests/fixtures; the wheel does not ship them."""
 
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ import torch
 
 from ansray.model.stft import stft_kernels
 
-FIXTURE_DIR = Path(__file__).parent / "fixtures" / "frcrn-reference"
+FIXTURE_DIR = Path(__file__).resolve().parents[2] / "tests" / "fixtures" / "frcrn-reference"
 ANALYTIC_KEYS = ("stft.weight", "istft.weight", "istft.window", "istft.enframe")
 
 

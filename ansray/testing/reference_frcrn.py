@@ -1,5 +1,5 @@
-"""The reference pipeline's arithmetic, as the baseline of bench_inference.py: unfused FRCRN, fp32, batch 1,
-the whole file in one pass.
+"""The reference pipeline's arithmetic, the baseline of benchmarks/bench_inference.py and bench_gpu.py:
+unfused FRCRN, fp32, batch 1, the whole file in one pass.
 
 ModelScope's ANS pipeline (`ans_pipeline.py`, files up to 120 s) level-normalises the waveform, pads its
 end, runs `FRCRN.forward` once over all of it and keeps `wav_l2`. `ansray.model.FRCRN` is that network
