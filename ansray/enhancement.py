@@ -11,6 +11,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
+from ansray.allocator import retain_freed_memory
 from ansray.attenuation import dry_share, limit_attenuation
 from ansray.io.resample import StreamResampler
 from ansray.level import level_gains
@@ -65,6 +66,8 @@ def enhance(
     if not all(np.isfinite(chunk).all() for chunk, _ in _chunks(signal)):
         raise ValueError("signal contains NaN or Inf")
     network = inference_model(model)
+    if next(network.parameters()).device.type == "cpu":
+        retain_freed_memory()  # reuse each segment's activation memory (see ansray.allocator)
     if attenuation_limit is not None:
         dry_share(attenuation_limit)
         check_polarity_once(network)

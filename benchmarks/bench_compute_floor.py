@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
+from ansray.allocator import retain_freed_memory
 from ansray.model import FRCRNInference
 from ansray.model.inference import ComplexFsmn, SqueezeExcite
 from ansray.segments import MODEL_HOP, MODEL_RATE
@@ -170,6 +171,7 @@ def main() -> None:
     audio_s = wav.shape[1] / MODEL_RATE
     with torch.inference_mode():
         reference_flop = total(layer_flops(functools.partial(model, wav))["Global"])
+        retain_freed_memory()  # as the job's actors do
         network = FRCRNInference.from_model(model)
         del model
         flops = layer_flops(functools.partial(network, wav))

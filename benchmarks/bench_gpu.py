@@ -51,6 +51,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from ansray.enhancement import enhance
 from ansray.metrics.si_sdr import si_sdr
+from ansray.allocator import retain_freed_memory
 from ansray.model import (FRCRN, MODEL_SIZES, FRCRNInference, enhance_batch, inference, inference_model,
                           load_model)
 from ansray.model.starter import STARTER_MODEL_DIR
@@ -697,6 +698,7 @@ def run_parts(args: argparse.Namespace, wanted: list[str], started: float, compi
                  f"cuDNN {torch.backends.cudnn.version()}")
     else:
         where = f"CPU, {torch.get_num_threads()} threads, torch {torch.__version__}"
+        retain_freed_memory()  # as the job's actors do on CPU
     print(f"bench_gpu: {where}; budget {args.budget:g} s; timed model {sizes.model}", flush=True)
 
     fixture_model = reference_model(str(device))

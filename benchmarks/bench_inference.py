@@ -40,6 +40,7 @@ import torch
 
 from ansray.enhancement import enhance
 from ansray.metrics.si_sdr import si_sdr
+from ansray.allocator import retain_freed_memory
 from ansray.model import FRCRN, MODEL_SIZES, FRCRNInference, load_model
 from ansray.segments import MODEL_RATE, SegmentOptions
 from ansray.testing.parity_fixture import canonical_state_dict
@@ -120,6 +121,7 @@ def run_worker(args) -> dict:
             report["edge_control_db"] = edge_control(model, signal, out)
     else:
         options = SegmentOptions(args.segment, args.overlap, args.batch)
+        retain_freed_memory()  # as the job's actors do
         network = FRCRNInference.from_model(model)
         if args.check_segment:
             report["segment_parity"] = segment_parity(model, network, signal, args.segment)

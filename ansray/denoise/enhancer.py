@@ -12,6 +12,7 @@ from collections import defaultdict
 
 import numpy as np
 
+from ansray.allocator import retain_freed_memory
 from ansray.denoise.bundles import add_polarity_sums, as_batch, bundles_from_rows
 from ansray.model import enhance_batch, inference_model, model_from_weights
 
@@ -26,6 +27,7 @@ class SegmentEnhancer:
         use_gpu = torch.cuda.is_available()
         if not use_gpu:
             torch.set_num_threads(max(1, threads))
+            retain_freed_memory()  # the actor's process is ours: reuse activation memory between segments
         self.dtype = dtype
         self.batch_size = batch_size
         self.model = inference_model(model_from_weights(weights, device="cuda" if use_gpu else "cpu"))

@@ -19,10 +19,7 @@
 from __future__ import annotations
 
 import copy
-import ctypes
-import ctypes.util
 import functools
-import sys
 from typing import NamedTuple
 
 import torch
@@ -40,8 +37,6 @@ CHANNELS_LAST = torch.channels_last
 # kernel launches, so steps are large there and only bound the temporaries.
 FSMN_CHUNK_ROWS = {"cpu": 2048}
 FSMN_CHUNK_ROWS_DEFAULT = 1 << 20
-# glibc mallopt parameters (malloc.h).
-_M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4
 
 
 class InferenceOutput(NamedTuple):
@@ -499,9 +494,7 @@ class FRCRNInference(nn.Module):
 
     @classmethod
     def from_model(cls, model: FRCRN) -> "FRCRNInference":
-        """The inference network of `model`, on its device. On CPU this also calls `retain_freed_memory`."""
-        if next(model.parameters()).device.type == "cpu":
-            retain_freed_memory()
+        """The inference network of `model`, on its device."""
         was_training = model.training
         model.eval()
         with torch.no_grad():
@@ -575,24 +568,6 @@ def complex_multiply(spec: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 
 
 @functools.cache
-def retain_freed_memory() -> bool:
-    """Has glibc keep freed memory for reuse (no mmap for large blocks, no trimming); True if applied.
-
-    A 10 s segment's activations are tens to hundreds of MB each. By default glibc maps every such
-    block fresh and unmaps it when freed, so each forward pass faults in and zeroes all of its
-    memory again: on a 2-core machine that was ~17% of the fused path's time (~40% of the
-    reference's). Retained, the pages are reused; the process keeps its peak (which segmenting
-    bounds) instead of returning it between passes. Process-wide, once; a no-op off glibc.
-    """
-    if not sys.platform.startswith("linux"):
-        return False
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        return bool(libc.mallopt(_M_MMAP_MAX, 0)) and bool(libc.mallopt(_M_TRIM_THRESHOLD, 2**31 - 1))
-    except (OSError, AttributeError):  # not glibc (musl has no mallopt)
-        return False
-
-
 def _fft_matches(model: FRCRN) -> bool:
     """The FFT path is used only where it reproduces the checkpoint's own STFT kernels."""
     config = model.config
