@@ -8,6 +8,7 @@ measured window by window (two passes) without holding it whole.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -52,11 +53,18 @@ class LevelMeter:
         return gains.astype(np.float32)
 
 
+def measured_gains(channels: int, windows: Callable[[], Iterable[np.ndarray]]) -> np.ndarray:
+    """Per-channel gains of a signal that `windows()` gives as consecutive [frames, channels] windows,
+    once per pass (twice): a file is read window by window, never whole."""
+    meter = LevelMeter(channels)
+    for level_pass in (meter.add_first_pass, meter.add_second_pass):
+        for window in windows():
+            level_pass(window)
+    return meter.gains()
+
+
 def level_gains(signal: np.ndarray, window: int = 1 << 20) -> np.ndarray:
     """Per-channel gains of a [frames, channels] signal held in memory, measured `window` frames at a
     time so that the float64 statistics never copy a long signal whole."""
-    meter = LevelMeter(signal.shape[1])
-    for level_pass in (meter.add_first_pass, meter.add_second_pass):
-        for start in range(0, len(signal), window):
-            level_pass(signal[start : start + window])
-    return meter.gains()
+    starts = range(0, len(signal), window)
+    return measured_gains(signal.shape[1], lambda: (signal[start : start + window] for start in starts))

@@ -45,6 +45,12 @@ class SegmentPlan:
     def start(self, index: int) -> int:
         return index * self.hop - self.edge
 
+    def signal_span(self, index: int) -> tuple[int, int]:
+        """The signal samples [lo, hi) that segment `index` holds (empty where it is all padding); they sit
+        at lo - start(index) in the segment."""
+        start = self.start(index)
+        return max(start, 0), min(start + self.segment, self.num_samples)
+
 
 def _round_up(value: int, multiple: int) -> int:
     return -(-value // multiple) * multiple
@@ -118,7 +124,7 @@ def cut_segment(signal: np.ndarray, plan: SegmentPlan, index: int) -> np.ndarray
     """Segment `index` of `signal` [..., num_samples] as [..., segment], zero-padded outside the signal."""
     start = plan.start(index)
     out = np.zeros(signal.shape[:-1] + (plan.segment,), dtype=np.float32)
-    lo, hi = max(start, 0), min(start + plan.segment, plan.num_samples)
+    lo, hi = plan.signal_span(index)
     if hi > lo:
         out[..., lo - start : hi - start] = signal[..., lo:hi]
     return out
@@ -164,14 +170,13 @@ def segments_in_order(chunks: Iterable[np.ndarray], plan: SegmentPlan, lead: tup
     held_from = 0
     for index in range(plan.count):
         start = plan.start(index)
-        end = min(start + plan.segment, plan.num_samples)
-        while held_from + held.shape[-1] < end:
+        lo, hi = plan.signal_span(index)  # held_from <= lo: what segment index needs was kept
+        while held_from + held.shape[-1] < hi:
             chunk = next(chunks, None)
             if chunk is None:
                 raise ValueError(f"signal ended at sample {held_from + held.shape[-1]} of {plan.num_samples}")
             held = np.concatenate([held, np.asarray(chunk, dtype=np.float32)], axis=-1)
         out = np.zeros(lead + (plan.segment,), dtype=np.float32)
-        lo, hi = max(start, held_from), end
         if hi > lo:
             out[..., lo - start : hi - start] = held[..., lo - held_from : hi - held_from]
         yield out

@@ -17,7 +17,7 @@ from ansray.attenuation import dry_share, limit_attenuation
 from ansray.denoise.quality import quality_columns
 from ansray.io import AudioInfo, AudioRef, StreamResampler, downmix, read_audio, read_bytes, resample, write_bytes_atomic
 from ansray.io.audio import AudioWriter
-from ansray.level import LevelMeter
+from ansray.level import measured_gains
 from ansray.segments import MODEL_RATE, SegmentOptions, SegmentPlan, StitchInOrder, model_length, overlap_add
 
 # Level statistics are gathered in windows of this many seconds, so long files are never held whole.
@@ -124,17 +124,15 @@ def plan_file(
     `reader` may be shared with `read_segments` so that a short file is decoded once."""
     format, subtype = output_format(info, requested_format)
     reader = reader or SourceReader(ref, info, storage_options)
-    meter = LevelMeter(1 if mixdown else info.channels)
-    for level_pass in (meter.add_first_pass, meter.add_second_pass):
-        for start, frames in _windows(info, STATS_WINDOW_SECONDS):
-            level_pass(_prepared(reader.read(start, frames), mixdown))
+    gains = measured_gains(1 if mixdown else info.channels, lambda: (
+        _prepared(reader.read(start, frames), mixdown) for start, frames in _windows(info, STATS_WINDOW_SECONDS)))
     return FilePlan(
         ref=ref,
         info=info,
         output=output,
         format=format,
         subtype=subtype,
-        gains=tuple(float(g) for g in meter.gains()),
+        gains=tuple(float(g) for g in gains),
         mixdown=mixdown,
         # A batch of one segment may have any length, so the segments are fitted to the file: a 2 s file
         # costs 2 s of model time, not a 10 s segment of zeros. Larger batches need one length.
@@ -150,7 +148,7 @@ def read_segments(
     Pass one `reader` for all of a file's segments: a short file is then decoded once."""
     segments, info = plan.segments, plan.info
     start = segments.start(index)
-    lo, hi = max(start, 0), min(start + segments.segment, segments.num_samples)
+    lo, hi = segments.signal_span(index)
     out = np.zeros((plan.channels, segments.segment), dtype=np.float32)
     if hi <= lo:
         return out
