@@ -18,6 +18,7 @@ import pyarrow.parquet as pq
 
 from ansray.data.layouts import FILEID, SHARD_ROW, decode_shard_batch, iter_shard
 from ansray.io import downmix, join_uri, list_audio, open_input, read_audio, read_bytes, resample
+from ansray.io.uris import resolve_entry
 
 __all__ = [
     "PairRef", "TrainingPairsError", "decode_shard_batch", "iter_shard_pairs", "list_pairs", "list_shards", "read_pair",
@@ -80,7 +81,7 @@ def _manifest_pairs(uri: str, storage_options: dict | None) -> list[PairRef]:
             continue
         try:
             row = json.loads(line)
-            noisy, clean = (_resolve(row[key], folder) for key in ("input_filepath", "target_filepath"))
+            noisy, clean = (resolve_entry(row[key], folder) for key in ("input_filepath", "target_filepath"))
             pairs.append(PairRef(noisy, clean, row.get("fileid")))
         except (json.JSONDecodeError, KeyError, TypeError) as error:
             raise TrainingPairsError(f"{uri} line {number}: expected JSON with input_filepath and "
@@ -88,10 +89,6 @@ def _manifest_pairs(uri: str, storage_options: dict | None) -> list[PairRef]:
     return pairs
 
 
-def _resolve(path: str, folder: str) -> str:
-    if "://" in path or path.startswith("/") or not folder:
-        return path
-    return join_uri(folder, path)
 
 
 def _dns_pairs(root: str, storage_options: dict | None) -> list[PairRef]:

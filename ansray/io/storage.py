@@ -25,7 +25,7 @@ import fsspec
 from fsspec.core import url_to_fs
 from fsspec.utils import get_protocol
 
-from ansray.io.uris import LOCAL_PROTOCOLS, protocol_of
+from ansray.io.uris import LOCAL_PROTOCOLS, protocol_of, resolve_entry
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff")
 MANIFEST_EXTENSIONS = (".txt", ".jsonl", ".json")
@@ -322,7 +322,7 @@ def read_manifest(uri: str, storage_options: dict | None = None) -> list[str]:
                 ) from error
         else:
             entry = line
-        uris.append(_resolve_entry(entry, folder))
+        uris.append(resolve_entry(entry, folder))
     return uris
 
 
@@ -331,12 +331,6 @@ def _parent_uri(uri: str, storage_options: dict | None) -> str:
     return _uri_like(fs, posixpath.dirname(path.rstrip("/")), uri)
 
 
-def _resolve_entry(entry: str, folder: str) -> str:
-    if "://" in entry or entry.startswith("/"):
-        return entry
-    protocol, _, folder_path = folder.rpartition("://")
-    joined = posixpath.normpath(posixpath.join(folder_path, entry))
-    return f"{protocol}://{joined}" if protocol else joined
 
 
 def _list_manifest(uri: str, storage_options: dict | None) -> list[AudioRef]:

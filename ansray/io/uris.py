@@ -51,6 +51,16 @@ def canonical(uri: str, cwd: str | None = None) -> str:
     return f"{protocol}://{rest}"
 
 
+def resolve_entry(entry: str, folder: str) -> str:
+    """A path named inside a manifest: absolute paths and URIs as they are, relative ones against the
+    manifest's `folder` (`.` and `..` folded)."""
+    if "://" in entry or entry.startswith("/"):
+        return entry
+    protocol, _, folder_path = folder.rpartition("://")
+    joined = posixpath.normpath(posixpath.join(folder_path, entry))
+    return f"{protocol}://{joined}" if protocol else joined
+
+
 def contains(root: str, uri: str) -> bool:
     """Whether canonical `uri` is `root` itself or lies below it (both canonical)."""
     if protocol_of(root) != protocol_of(uri):
