@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import sys
 
 # glibc mallopt parameters (malloc.h).
 _M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4
 
 
+@functools.cache
 def retain_freed_memory() -> bool:
     """Has glibc keep freed memory for reuse (no mmap for large blocks, no trimming); True if applied.
 

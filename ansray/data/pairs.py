@@ -89,8 +89,6 @@ def _manifest_pairs(uri: str, storage_options: dict | None) -> list[PairRef]:
     return pairs
 
 
-
-
 def _dns_pairs(root: str, storage_options: dict | None) -> list[PairRef]:
     found = {}
     for folder in ("noisy", "clean"):

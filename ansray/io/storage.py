@@ -331,8 +331,6 @@ def _parent_uri(uri: str, storage_options: dict | None) -> str:
     return _uri_like(fs, posixpath.dirname(path.rstrip("/")), uri)
 
 
-
-
 def _list_manifest(uri: str, storage_options: dict | None) -> list[AudioRef]:
     if not exists(uri, storage_options):
         raise FileNotFoundError(f"manifest {uri} does not exist")

@@ -19,7 +19,6 @@
 from __future__ import annotations
 
 import copy
-import functools
 from typing import NamedTuple
 
 import torch
@@ -567,7 +566,6 @@ def complex_multiply(spec: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return torch.view_as_real(torch.view_as_complex(spec) * torch.view_as_complex(mask.contiguous()))
 
 
-@functools.cache
 def _fft_matches(model: FRCRN) -> bool:
     """The FFT path is used only where it reproduces the checkpoint's own STFT kernels."""
     config = model.config
