@@ -26,9 +26,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .blocks import ComplexBatchNorm2d, UniDeepFsmn
-from .frcrn import FRCRN, UNet
-from .stft import FFTSTFT, stft_kernels
+from ..blocks import ComplexBatchNorm2d, UniDeepFsmn
+from ..frcrn import FRCRN, UNet
+from ..stft import FFTSTFT, stft_kernels
 
 CHANNELS_LAST = torch.channels_last
 
