@@ -22,7 +22,6 @@ Here: the two-stage network and its STFT choice. The parts: layout.py (the pair 
 from __future__ import annotations
 
 import copy
-import functools
 from typing import NamedTuple
 
 import torch
@@ -150,7 +149,6 @@ def complex_multiply(spec: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return torch.view_as_real(torch.view_as_complex(spec) * torch.view_as_complex(mask.contiguous()))
 
 
-@functools.cache
 def _fft_matches(model: FRCRN) -> bool:
     """The FFT path is used only where it reproduces the checkpoint's own STFT kernels."""
     config = model.config
