@@ -29,7 +29,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from ansray.allocator import retain_freed_memory
 from ansray.model import FRCRNInference
-from ansray.model.inference import ComplexFsmn, SqueezeExcite
+from ansray.model.fused import ComplexFsmn, SqueezeExcite
 from ansray.segments import MODEL_HOP, MODEL_RATE
 from bench_inference import best_of, cpu_name, reference_model
 

@@ -52,8 +52,8 @@ from torch.utils.flop_counter import FlopCounterMode
 from ansray.enhancement import enhance
 from ansray.metrics.si_sdr import si_sdr
 from ansray.allocator import retain_freed_memory
-from ansray.model import (FRCRN, MODEL_SIZES, FRCRNInference, enhance_batch, inference, inference_model,
-                          load_model)
+from ansray.model import FRCRN, MODEL_SIZES, FRCRNInference, enhance_batch, inference_model, load_model
+from ansray.model.fused import FSMN_CHUNK_ROWS, FSMN_CHUNK_ROWS_DEFAULT
 from ansray.model.starter import STARTER_MODEL_DIR
 from ansray.precision import ALIASES, AUTOCAST_DTYPES
 from ansray.segments import MODEL_HOP, MODEL_RATE
@@ -172,7 +172,7 @@ def flags(tf32: bool | dict = False, cudnn_benchmark: bool = False):
 @contextmanager
 def fsmn_step_rows(device: torch.device, rows: int | None):
     """The FSMN row-step size on `device` for the block (None: the library's own)."""
-    table = inference.FSMN_CHUNK_ROWS
+    table = FSMN_CHUNK_ROWS
     saved = table.get(device.type)
     if rows is not None:
         table[device.type] = rows
@@ -486,7 +486,7 @@ def part_variants(ctx: Context, deadline: float) -> None:
     bf16 = PRECISIONS["bf16"]
     benchmark_on = measure("cuDNN autotuning (cudnn.benchmark)", alone(bf16), "bf16", cudnn_benchmark=True)
     steps = {}
-    default_rows = inference.FSMN_CHUNK_ROWS.get(device.type, inference.FSMN_CHUNK_ROWS_DEFAULT)
+    default_rows = FSMN_CHUNK_ROWS.get(device.type, FSMN_CHUNK_ROWS_DEFAULT)
     for rows in sizes.fsmn_rows:
         note = " (the default: a repeat of the baseline)" if rows == default_rows else ""
         steps[rows] = measure(f"FSMN step {rows} rows{note}", alone(bf16), "bf16", fsmn_rows=rows, fsmn_rows_value=rows)

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from ansray.model import FRCRN, MODEL_SIZES, FRCRNInference, inference
+from ansray.model import FRCRN, MODEL_SIZES, FRCRNInference
+from ansray.model.fused import FSMN_CHUNK_ROWS, ComplexFsmn
 
 TOLERANCE = 1e-6  # times max|reference|, float64
 
@@ -56,7 +57,7 @@ def test_fsmn_steps_cut_only_between_whole_sequences(monkeypatch):
     wav = noise(3, 12800)
     with torch.no_grad():
         whole = fused(wav).wav
-        monkeypatch.setitem(inference.FSMN_CHUNK_ROWS, "cpu", 7)  # fewer rows than one sequence
+        monkeypatch.setitem(FSMN_CHUNK_ROWS, "cpu", 7)  # fewer rows than one sequence
         stepped = fused(wav).wav
         one_by_one = torch.cat([fused(wav[i : i + 1]).wav for i in range(3)])
     assert_matches(stepped, whole)
@@ -107,10 +108,10 @@ def test_bfloat16_output_is_finite_and_repeatable_whatever_the_heap_held():
 def test_fsmn_written_in_place_equals_a_fresh_output(monkeypatch):
     model = random_model("tiny")
     layer = model.unet.fsmn_enc1
-    fsmn = inference.ComplexFsmn(layer.fsmn_re_L1, layer.fsmn_im_L1, along_time=False)
+    fsmn = ComplexFsmn(layer.fsmn_re_L1, layer.fsmn_im_L1, along_time=False)
     stacked = torch.randn(2, 2 * fsmn.w1.shape[0], 5, 9, dtype=torch.float64).contiguous(memory_format=torch.channels_last)
     real, imag = stacked.chunk(2, dim=1)  # channel halves of one buffer, as the encoders give them
-    monkeypatch.setitem(inference.FSMN_CHUNK_ROWS, "cpu", 20)  # several steps, so later ones read after earlier writes
+    monkeypatch.setitem(FSMN_CHUNK_ROWS, "cpu", 20)  # several steps, so later ones read after earlier writes
     with torch.no_grad():
         fresh = fsmn(real, imag)
         fsmn(real, imag, out=(real, imag))

@@ -4,7 +4,8 @@ from .batch import enhance_batch, inference_model
 from .checkpoint import CheckpointError, load_model, model_from_weights, model_weights, save_model_dir, weights_digest
 from .config import MODEL_SIZES, FRCRNConfig
 from .frcrn import FRCRN, FRCRNOutput
-from .inference import FRCRNInference, InferenceOutput
+from . import fused
+from .fused import FRCRNInference, InferenceOutput
 from .loss import frcrn_loss, si_snr
 
 __all__ = [
@@ -17,6 +18,7 @@ __all__ = [
     "MODEL_SIZES",
     "enhance_batch",
     "frcrn_loss",
+    "fused",
     "inference_model",
     "load_model",
     "model_from_weights",

@@ -10,7 +10,7 @@ from ansray.precision import autocast
 
 from .checkpoint import load_model
 from .frcrn import FRCRN
-from .inference import FRCRNInference
+from .fused import FRCRNInference
 
 
 def inference_model(model: FRCRN | FRCRNInference | str, device: str | torch.device = "cpu") -> FRCRNInference:
