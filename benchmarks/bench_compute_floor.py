@@ -200,7 +200,7 @@ def main() -> None:
     print(f"{'network':>14} {total_ms:>8.0f} {1:>6.0%} {network_flop / 1e9:>7.1f} "
           f"{network_flop / total_ms / 1e6:>8.0f}   RTF {total_ms / 1e3 / audio_s:.3f}")
 
-    widest_fsmn = network.unet.fsmn_enc[0]
+    widest_fsmn = network.unet.fsmn_enc["1"]
     one = machine_rates(1, widest_fsmn)
     rates = machine_rates(args.threads, widest_fsmn)
     torch.set_num_threads(args.threads)

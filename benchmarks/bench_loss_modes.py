@@ -102,7 +102,7 @@ def run(mode_text: str, args: argparse.Namespace, plan, pairs, generated: set[in
     loss_module.GAIN_WEIGHT = weight
     torch.manual_seed(args.seed)
     model = FRCRN(MODEL_SIZES[args.size])
-    freeze_unused_parameters(model, mode)
+    freeze_unused_parameters(model)
     optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-3, weight_decay=1e-5)
     settings = StepSettings(loss_mode=mode)
     before = score(model, pairs, generated)

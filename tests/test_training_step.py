@@ -4,7 +4,8 @@ blocks, mixed precision."""
 import pytest
 import torch
 
-from ansray.model import FRCRN, MODEL_SIZES
+from ansray.model import FRCRN, MODEL_SIZES, frcrn_loss
+from ansray.model.loss import LOSS_MODES
 from ansray.training.step import StepSettings, freeze_unused_parameters, train_step, unused_parameters
 from ansray.testing.parity_fixture import canonical_state_dict, cases, reference_losses
 
@@ -86,6 +87,17 @@ def test_blocks_the_reference_never_uses_are_frozen():
     optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad])
     train_step(model, optimizer, *batch())
     assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
+
+
+@pytest.mark.parametrize("mode", LOSS_MODES)
+def test_the_layouts_unused_blocks_are_exactly_those_without_a_gradient(mode):
+    """The layout's account of what runs, checked against autograd: a backward pass of every loss
+    leaves exactly the layout's unused parameters without a gradient."""
+    model = tiny_model()
+    noisy, clean = batch()
+    frcrn_loss(model(noisy), noisy, clean, mode=mode, config=model.config)["loss"].backward()
+    without_gradient = sorted(name for name, p in model.named_parameters() if p.grad is None)
+    assert without_gradient == sorted(unused_parameters(model))
 
 
 def test_bf16_autocast_step_keeps_float32_weights():

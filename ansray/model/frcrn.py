@@ -39,7 +39,13 @@ class FRCRNOutput(NamedTuple):
 
 @dataclass(frozen=True)
 class UNetLayout:
-    """Channel counts and kernel heights of one UNet; `heights[i]` is the input height of encoder i."""
+    """Channel counts and kernel heights of one UNet, and which of its blocks run at each level.
+    `heights[i]` is the input height of encoder i.
+
+    The reference registers a frequency FSMN and a squeeze-excitation beside every encoder and every
+    decoder but the last, and its forward pass skips some of them. The predicates below say which run;
+    `UNet`, the fused UNet and training's `unused_parameters` all read them.
+    """
 
     channels: int
     heights: tuple[int, ...]
@@ -49,6 +55,36 @@ class UNetLayout:
     @property
     def levels(self) -> int:
         return len(self.encoder_kernels)
+
+    def runs_encoder_fsmn(self, i: int) -> bool:
+        """Encoder i is preceded by `fsmn_enc{i}`, except the first, which reads the spectrum itself."""
+        return i > 0
+
+    def runs_skip_se(self, i: int) -> bool:
+        """`se_layer_enc{i}` makes encoder i's skip; the deepest encoder feeds the bottleneck, not a skip."""
+        return i < self.levels - 1
+
+    def runs_decoder_fsmn(self, i: int) -> bool:
+        """Decoder i is followed by `fsmn_dec{i}`, except the last, which makes the mask."""
+        return i < self.levels - 1
+
+    def runs_decoder_se(self, i: int) -> bool:
+        """`se_layer_dec{i}` (registered for every decoder but the last) runs for all but the last two."""
+        return i < self.levels - 2
+
+    def unused_blocks(self) -> tuple[str, ...]:
+        """Names of the registered blocks that never run; they exist so that checkpoints load strictly."""
+        unused = []
+        for i in range(self.levels):
+            if not self.runs_encoder_fsmn(i):
+                unused.append(f"fsmn_enc{i}")
+            if not self.runs_skip_se(i):
+                unused.append(f"se_layer_enc{i}")
+            if not self.runs_decoder_fsmn(i):
+                unused.append(f"fsmn_dec{i}")
+            if i < self.levels - 1 and not self.runs_decoder_se(i):
+                unused.append(f"se_layer_dec{i}")
+        return tuple(unused)
 
 
 def unet_layout(config: FRCRNConfig) -> UNetLayout:
@@ -68,16 +104,16 @@ def unet_layout(config: FRCRNConfig) -> UNetLayout:
 class UNet(nn.Module):
     """One complex UNet: [B, 1, F, T, 2] -> [B, 1, F, T, 2] (pre-tanh mask).
 
-    Encoder i (i > 0) is preceded by a frequency FSMN; each encoder output passes a squeeze-excitation
-    layer on its way to the skip connection; a time FSMN sits at the bottleneck; each decoder but the
-    last is followed by a frequency FSMN and (but the last two) a squeeze-excitation layer before
-    concatenating its skip. `fsmn_enc0`, the last `fsmn_dec` and the last `se_layer_dec` exist in the
-    reference but are never used; we keep them so that checkpoints load strictly.
+    Each level's encoder may be preceded by a frequency FSMN and its output passes a squeeze-excitation
+    on its way to the skip connection; a time FSMN sits at the bottleneck; each decoder may be followed
+    by a frequency FSMN and a squeeze-excitation before concatenating its skip. Which of these run is
+    the layout's to say (`UNetLayout.runs_*`).
     """
 
     def __init__(self, layout: UNetLayout):
         super().__init__()
         width, levels = layout.channels, layout.levels
+        self.layout = layout
         self.levels = levels
         self.fsmn = ComplexFsmnTime(width, width)
         # Registration order follows the reference so that state_dict() lists keys in the same order.
@@ -101,21 +137,23 @@ class UNet(nn.Module):
         return getattr(self, f"{name}{i}")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        layout = self.layout
         skips = []
         for i in range(self.levels):
-            if i > 0:
+            if layout.runs_encoder_fsmn(i):
                 x = self.block("fsmn_enc", i)(x)
             x = self.block("encoder", i)(x)
-            skips.append(self.block("se_layer_enc", i)(x))
+            if layout.runs_skip_se(i):
+                skips.append(self.block("se_layer_enc", i)(x))
         p = self.fsmn(x)
         for i in range(self.levels):
             p = self.block("decoder", i)(p)
-            if i == self.levels - 1:
-                break
-            p = self.block("fsmn_dec", i)(p)
-            if i < self.levels - 2:
+            if layout.runs_decoder_fsmn(i):
+                p = self.block("fsmn_dec", i)(p)
+            if layout.runs_decoder_se(i):
                 p = self.block("se_layer_dec", i)(p)
-            p = torch.cat([p, skips[self.levels - 2 - i]], dim=1)
+            if skips:
+                p = torch.cat([p, skips.pop()], dim=1)
         return self.linear(p)
 
 

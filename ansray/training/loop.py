@@ -119,7 +119,7 @@ def train_loop_per_worker(loop_config: dict) -> None:
 
     torch.manual_seed(cfg.seed)
     net = build_model(cfg).to(device)
-    frozen = freeze_unused_parameters(net, cfg.loss_mode)
+    frozen = freeze_unused_parameters(net)
     optimizer = torch.optim.Adam([p for p in net.parameters() if p.requires_grad],
                                  lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="min", factor=cfg.lr_factor,

@@ -4,7 +4,6 @@ finite on any worker; a skipped step leaves the model as it was."""
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 
 import torch
@@ -113,24 +112,19 @@ def all_workers_true(flag: bool, device: torch.device) -> bool:
     return bool(value.item() > 0.5)
 
 
-def unused_parameters(model: FRCRN, loss_mode: str = "Mix") -> list[str]:
-    """Names of the parameters that receive no gradient from the loss.
+def unused_parameters(model: FRCRN) -> list[str]:
+    """Names of the parameters in the blocks the forward pass never runs (`UNetLayout.unused_blocks`).
 
-    The reference registers blocks its forward pass never uses (`fsmn_enc0`, the last decoder's
-    FSMN and squeeze-excitation, the deepest encoder's squeeze-excitation, whose skip is never
-    read). Freezing them lets DDP run without `find_unused_parameters`; Adam never updated them
-    in the reference either, as it skips parameters without a gradient.
+    The reference registers them so that its checkpoints hold them, and they receive no gradient.
+    Freezing them lets DDP run without `find_unused_parameters`; Adam never updated them in the
+    reference either, as it skips parameters without a gradient.
     """
-    probe = copy.deepcopy(model).cpu().train()
-    config = probe.config
-    wav = torch.randn(2, config.win_len + 3 * config.win_inc)
-    out = probe(wav)
-    frcrn_loss(out, wav, 0.5 * wav, mode=loss_mode, config=config)["loss"].backward()
-    return [name for name, p in probe.named_parameters() if p.requires_grad and p.grad is None]
+    prefixes = tuple(f"{unet}.{block}." for unet in ("unet", "unet2") for block in model.layout.unused_blocks())
+    return [name for name, _ in model.named_parameters() if name.startswith(prefixes)]
 
 
-def freeze_unused_parameters(model: FRCRN, loss_mode: str = "Mix") -> list[str]:
-    names = set(unused_parameters(model, loss_mode))
+def freeze_unused_parameters(model: FRCRN) -> list[str]:
+    names = set(unused_parameters(model))
     for name, parameter in model.named_parameters():
         if name in names:
             parameter.requires_grad_(False)

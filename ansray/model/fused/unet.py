@@ -18,22 +18,30 @@ class FusedUNet(nn.Module):
 
     def __init__(self, unet: UNet, gauss_encoders: bool):
         super().__init__()
-        self.levels = levels = unet.levels
+        self.layout = layout = unet.layout
+        self.levels = levels = layout.levels
         block = unet.block
+        every_level = range(levels)
 
         def fsmn(name, i, along_time=False):
             layer = block(name, i)
             return ComplexFsmn(layer.fsmn_re_L1, layer.fsmn_im_L1, along_time)
 
+        def encoder(i):
+            conv = GaussConv if gauss_encoders else EncoderConv
+            return conv(block("encoder", i).conv, block("encoder", i).bn)
+
+        def decoder(i):
+            return GaussConvTranspose(block("decoder", i).transconv, block("decoder", i).bn)
+
+        # The first encoder reads the spectrum and the last decoder makes the mask, each with a kernel of
+        # its own; the blocks around the others are keyed by level, as the layout says they run.
         self.encoder0 = SpectrumEncoder(unet.encoder0.conv, unet.encoder0.bn)
-        self.fsmn_enc = nn.ModuleList([fsmn("fsmn_enc", i) for i in range(1, levels)])
-        self.encoders = nn.ModuleList(
-            [
-                (GaussConv if gauss_encoders else EncoderConv)(block("encoder", i).conv, block("encoder", i).bn)
-                for i in range(1, levels)
-            ]
+        self.encoders = nn.ModuleList([encoder(i) for i in range(1, levels)])
+        self.fsmn_enc = nn.ModuleDict({str(i): fsmn("fsmn_enc", i) for i in every_level if layout.runs_encoder_fsmn(i)})
+        self.se_enc = nn.ModuleDict(
+            {str(i): SqueezeExcite(block("se_layer_enc", i)) for i in every_level if layout.runs_skip_se(i)}
         )
-        self.se_enc = nn.ModuleList([SqueezeExcite(block("se_layer_enc", i)) for i in range(levels - 1)])
         bottleneck = unet.fsmn
         self.fsmn = nn.ModuleList(
             [
@@ -41,13 +49,13 @@ class FusedUNet(nn.Module):
                 ComplexFsmn(bottleneck.fsmn_re_L2, bottleneck.fsmn_im_L2, along_time=True),
             ]
         )
-        self.decoders = nn.ModuleList(
-            [GaussConvTranspose(block("decoder", i).transconv, block("decoder", i).bn) for i in range(levels - 1)]
-        )
+        self.decoders = nn.ModuleList([decoder(i) for i in range(levels - 1)])
         last = block("decoder", levels - 1)
         self.mask_decoder = MaskDecoder(last.transconv, last.bn)
-        self.fsmn_dec = nn.ModuleList([fsmn("fsmn_dec", i) for i in range(levels - 1)])
-        self.se_dec = nn.ModuleList([SqueezeExcite(block("se_layer_dec", i)) for i in range(levels - 2)])
+        self.fsmn_dec = nn.ModuleDict({str(i): fsmn("fsmn_dec", i) for i in every_level if layout.runs_decoder_fsmn(i)})
+        self.se_dec = nn.ModuleDict(
+            {str(i): SqueezeExcite(block("se_layer_dec", i)) for i in every_level if layout.runs_decoder_se(i)}
+        )
         self.linear = ComplexLinear(unet.linear)
 
     def forward(self, spec: torch.Tensor) -> torch.Tensor:
@@ -56,32 +64,38 @@ class FusedUNet(nn.Module):
         # path (see MaskDecoder). Deeper decoders read [their own path | skip] along channels: each of
         # those buffers is allocated when its skip is made, the skip written into the upper half, and
         # the decoder, its FSMN and its squeeze-excitation later write the lower half in place.
+        layout = self.layout
         skips = []
         real, imag = halves(self.encoder0(spec))
         for i in range(self.levels):
             if i > 0:
-                self.fsmn_enc[i - 1](real, imag, out=(real, imag))  # the skip is taken: x is needed no more
+                if layout.runs_encoder_fsmn(i):
+                    self.fsmn_enc[str(i)](real, imag, out=(real, imag))  # the skip is taken: x is needed no more
                 real, imag = self.encoders[i - 1](real, imag)
+            if not layout.runs_skip_se(i):
+                continue
+            c = real.shape[1]
             if i == 0:
-                c = real.shape[1]
-                skips.append(self.se_enc[0](real, imag, out=(empty_pair_buffer(real, c), empty_pair_buffer(real, c))))
-            elif i < self.levels - 1:  # the deepest encoder's squeeze-excitation feeds no skip
-                c = real.shape[1]
+                skip = (empty_pair_buffer(real, c), empty_pair_buffer(real, c))
+                skips.append(self.se_enc[str(i)](real, imag, out=skip))
+            else:
                 pair = (empty_pair_buffer(real, 2 * c), empty_pair_buffer(real, 2 * c))
-                self.se_enc[i](real, imag, out=(pair[0][:, c:], pair[1][:, c:]))
+                self.se_enc[str(i)](real, imag, out=(pair[0][:, c:], pair[1][:, c:]))
                 skips.append(pair)
         # The bottleneck FSMN sees features C * H with H = 1: its sequence is time.
         for layer in self.fsmn:
             real, imag = layer(real, imag)
-        for i in range(self.levels - 2):
-            pair = skips.pop()
-            c = pair[0].shape[1] // 2
-            lower = (pair[0][:, :c], pair[1][:, :c])
-            self.decoders[i](real, imag, out=lower)
-            self.fsmn_dec[i](*lower, out=lower)
-            self.se_dec[i](*lower, out=lower)
+        for i in range(self.levels - 1):
+            if len(skips) > 1:  # a deeper skip: decode into its buffer's lower half
+                pair = skips.pop()
+                c = pair[0].shape[1] // 2
+                path = (pair[0][:, :c], pair[1][:, :c])
+                self.decoders[i](real, imag, out=path)
+            else:
+                pair = path = self.decoders[i](real, imag)
+            if layout.runs_decoder_fsmn(i):
+                self.fsmn_dec[str(i)](*path, out=path)
+            if layout.runs_decoder_se(i):
+                self.se_dec[str(i)](*path, out=path)
             real, imag = pair
-        real, imag = self.decoders[-1](real, imag)
-        self.fsmn_dec[-1](real, imag, out=(real, imag))
         return self.linear(self.mask_decoder((real, imag), skips.pop()))
-
