@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from ansray.data.layouts import Mixture, write_shard
+from ansray.data.pairs import list_pairs
 from ansray.data.synthetic import synthetic_noise, synthetic_speech
 from ansray.io import write_audio
 from ansray.training.config import TrainConfig
@@ -152,3 +153,13 @@ def test_on_the_fly_validation_mixtures_are_the_same_every_epoch(sources):
     first = mixture_segments(batch, plan=plan, random_draws=False)
     again = mixture_segments(batch, plan=plan, random_draws=False)
     assert np.array_equal(first["noisy"], again["noisy"]) and np.array_equal(first["clean"], again["clean"])
+
+
+def test_a_training_manifest_with_a_bad_line_is_refused_whole(tmp_path):
+    path = tmp_path / "train.jsonl"
+    path.write_text('{"input_filepath": "n.wav", "target_filepath": "c.wav"}\nnot json\n')
+    with pytest.raises(ValueError, match=r"train\.jsonl line 2: expected JSON"):
+        list_pairs(str(path))
+    path.write_text('{"input_filepath": 3, "target_filepath": "c.wav"}\n')
+    with pytest.raises(ValueError, match=r"train\.jsonl line 1: input_filepath and target_filepath must be paths"):
+        list_pairs(str(path))

@@ -7,7 +7,6 @@
 
 from __future__ import annotations
 
-import json
 import posixpath
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -17,7 +16,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ansray.data.layouts import FILEID, SHARD_ROW, decode_shard_batch, iter_shard
-from ansray.io import downmix, join_uri, list_audio, open_input, read_audio, read_bytes, resample
+from ansray.io import downmix, join_uri, list_audio, open_input, read_audio, read_jsonl, resample
 from ansray.io.uris import resolve_entry
 
 __all__ = [
@@ -76,16 +75,13 @@ def _manifest_pairs(uri: str, storage_options: dict | None) -> list[PairRef]:
     """Pairs of a JSONL manifest; relative paths are relative to the manifest's folder."""
     folder = posixpath.dirname(uri)
     pairs = []
-    for number, line in enumerate(read_bytes(uri, storage_options).decode().splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-            noisy, clean = (resolve_entry(row[key], folder) for key in ("input_filepath", "target_filepath"))
-            pairs.append(PairRef(noisy, clean, row.get("fileid")))
-        except (json.JSONDecodeError, KeyError, TypeError) as error:
-            raise TrainingPairsError(f"{uri} line {number}: expected JSON with input_filepath and "
-                               f"target_filepath ({error!r})") from error
+    fields = ("input_filepath", "target_filepath")
+    for number, row in read_jsonl(uri, storage_options, required=fields, strict=True):
+        paths = [row[field] for field in fields]
+        if not all(isinstance(path, str) for path in paths):
+            raise TrainingPairsError(f"{uri} line {number}: {' and '.join(fields)} must be paths, got {paths!r}")
+        noisy, clean = (resolve_entry(path, folder) for path in paths)
+        pairs.append(PairRef(noisy, clean, row.get("fileid")))
     return pairs
 
 

@@ -16,7 +16,7 @@ import os
 import time
 from dataclasses import dataclass, field
 
-from ansray.io.jsonl import latest_by, read_jsonl
+from ansray.io import latest_by, read_jsonl
 from ansray.io.storage import fs_for, write_bytes_atomic
 from ansray.io.uris import is_local
 

@@ -151,7 +151,7 @@ def read_denoise_manifest(uri: str, storage_options: dict | None = None) -> tupl
     job wrote them. Raises PairingError for rows that are not the denoise job's."""
     latest: dict[str, dict] = {}
     for number, row in read_jsonl(uri, storage_options):
-        if not isinstance(row, dict) or "input_filepath" not in row:
+        if "input_filepath" not in row:
             raise PairingError(f"{uri} line {number}: expected the denoise job's rows, with input_filepath")
         if row.get("status") != "error" and not row.get("audio_filepath"):
             raise PairingError(f"{uri} line {number}: a row with status {row.get('status')!r} names no audio_filepath")

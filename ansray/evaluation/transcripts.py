@@ -7,13 +7,13 @@ files (or its key) ends with the entry's path less its audio extension: `198-209
 
 from __future__ import annotations
 
-import json
 import posixpath
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
 
 from ansray.evaluation.pairing import EvaluationItem
 from ansray.io import AUDIO_EXTENSIONS, read_bytes
+from ansray.io.jsonl import numbered_lines, parse_row
 
 
 class TranscriptError(ValueError):
@@ -30,18 +30,15 @@ def read_transcripts(uri: str, storage_options: dict | None = None) -> dict[tupl
     for a line of neither format, or one ID given two different texts."""
     entries: dict[tuple[str, ...], str] = {}
     text = read_bytes(uri, storage_options).decode("utf-8")
-    for number, line in enumerate(text.splitlines(), start=1):
-        line = line.strip()
-        if not line or line.startswith("#"):
-            continue
+    for number, line in numbered_lines(text, comments=True):
         if is_json_lines(uri):
             try:
-                row = json.loads(line)
-                identifier, transcript = row["audio_filepath"], row.get("text")
-            except (json.JSONDecodeError, KeyError, TypeError) as error:
+                row = parse_row(line, ("audio_filepath",))
+            except ValueError as error:
                 raise TranscriptError(
-                    f"{uri} line {number}: expected JSON with audio_filepath and text ({error!r})"
-                ) from error
+                    f"{uri} line {number}: expected JSON with audio_filepath and text ({error})"
+                ) from None
+            identifier, transcript = row["audio_filepath"], row.get("text")
             if transcript is None:
                 continue
         else:

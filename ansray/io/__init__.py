@@ -9,7 +9,7 @@ from ansray.io.audio import (
     read_audio,
     write_audio,
 )
-from ansray.io.jsonl import latest_by, read_jsonl
+from ansray.io.jsonl import JsonLinesError, latest_by
 from ansray.io.resample import StreamResampler, resample
 from ansray.io.storage import (
     AUDIO_EXTENSIONS,
@@ -26,6 +26,7 @@ from ansray.io.storage import (
     open_input,
     output_uri,
     read_bytes,
+    read_jsonl,
     read_manifest,
     write_bytes_atomic,
 )
@@ -36,6 +37,7 @@ __all__ = [
     "AudioDecodeError",
     "AudioInfo",
     "AudioRef",
+    "JsonLinesError",
     "KeyCollisionError",
     "latest_by",
     "read_jsonl",

@@ -25,6 +25,7 @@ import fsspec
 from fsspec.core import url_to_fs
 from fsspec.utils import get_protocol
 
+from ansray.io.jsonl import numbered_lines, parse_jsonl, parse_row
 from ansray.io.uris import LOCAL_PROTOCOLS, protocol_of, resolve_entry
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff")
@@ -305,25 +306,33 @@ def list_audio(
 
 
 def read_manifest(uri: str, storage_options: dict | None = None) -> list[str]:
-    """The audio URIs a manifest names, relative entries resolved against its folder."""
+    """The audio URIs a manifest names (one path, or one JSON row with `audio_filepath`, a line),
+    relative entries resolved against its folder."""
     folder = _parent_uri(uri, storage_options)
-    text = read_bytes(uri, storage_options).decode("utf-8")
     uris = []
-    for number, line in enumerate(text.splitlines(), start=1):
-        line = line.strip()
-        if not line or line.startswith("#"):
-            continue
+    for number, line in numbered_lines(read_bytes(uri, storage_options).decode("utf-8"), comments=True):
+        entry = line
         if line.startswith("{"):
             try:
-                entry = json.loads(line)["audio_filepath"]
-            except (json.JSONDecodeError, KeyError, TypeError) as error:
-                raise ManifestError(
-                    f"{uri} line {number}: expected JSON with 'audio_filepath' ({error!r})"
-                ) from error
-        else:
-            entry = line
+                entry = parse_row(line, ("audio_filepath",))["audio_filepath"]
+            except ValueError as error:
+                raise ManifestError(f"{uri} line {number}: expected JSON with 'audio_filepath' ({error})") from None
         uris.append(resolve_entry(entry, folder))
     return uris
+
+
+def read_jsonl(
+    uri: str,
+    storage_options: dict | None = None,
+    *,
+    required: Sequence[str] = (),
+    strict: bool = False,
+    missing_ok: bool = False,
+) -> list[tuple[int, dict]]:
+    """`jsonl.parse_jsonl` of the file at `uri`; with `missing_ok` a file that does not exist has no rows."""
+    if missing_ok and not exists(uri, storage_options):
+        return []
+    return parse_jsonl(read_bytes(uri, storage_options).decode("utf-8"), uri, required=required, strict=strict)
 
 
 def _parent_uri(uri: str, storage_options: dict | None) -> str:
