@@ -120,16 +120,6 @@ def model_length(frames: int, sample_rate: int) -> int:
     return math.ceil(frames * MODEL_RATE / sample_rate)
 
 
-def cut_segment(signal: np.ndarray, plan: SegmentPlan, index: int) -> np.ndarray:
-    """Segment `index` of `signal` [..., num_samples] as [..., segment], zero-padded outside the signal."""
-    start = plan.start(index)
-    out = np.zeros(signal.shape[:-1] + (plan.segment,), dtype=np.float32)
-    lo, hi = plan.signal_span(index)
-    if hi > lo:
-        out[..., lo - start : hi - start] = signal[..., lo:hi]
-    return out
-
-
 def fade_in(plan: SegmentPlan) -> np.ndarray:
     """Weights over one overlap: 0 for the margin, a raised cosine, then 1 for the margin."""
     ramp = plan.overlap - 2 * plan.fade_margin
@@ -163,7 +153,8 @@ def overlap_add(segments, plan: SegmentPlan) -> np.ndarray:
 def segments_in_order(chunks: Iterable[np.ndarray], plan: SegmentPlan, lead: tuple[int, ...] = ()) -> Iterator[np.ndarray]:
     """Segments 0, 1, ... [*lead, segment] of a signal arriving as consecutive chunks [*lead, n].
 
-    Each equals `cut_segment` of the whole signal; only the samples a later segment still needs are kept.
+    Each is the signal's `plan.signal_span(index)` placed in a zeroed segment; only the samples a later
+    segment still needs are kept.
     """
     chunks = iter(chunks)
     held = np.zeros(lead + (0,), dtype=np.float32)  # signal samples [held_from, held_from + width)

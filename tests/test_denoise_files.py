@@ -7,7 +7,8 @@ import soundfile as sf
 from ansray.denoise import files
 from ansray.denoise.files import plan_file, read_segments
 from ansray.io import audio_info, list_audio, read_audio, resample
-from ansray.segments import MODEL_RATE, SegmentOptions, cut_segment, model_length
+from ansray.segments import MODEL_RATE, SegmentOptions, model_length
+from ansray.testing.segments import cut_segment
 
 
 @pytest.mark.parametrize("whole_file_seconds", [60.0, 0.0], ids=["decoded-once", "window-by-window"])

@@ -10,7 +10,8 @@ from ansray.io import resample
 from ansray.level import level_gains
 from ansray.metrics import si_sdr
 from ansray.model import FRCRN, MODEL_SIZES, enhance_batch, inference_model
-from ansray.segments import MODEL_RATE, SegmentOptions, cut_segment, model_length, overlap_add
+from ansray.segments import MODEL_RATE, SegmentOptions, model_length, overlap_add
+from ansray.testing.segments import cut_segment
 from ansray.testing.parity_fixture import FIXTURE_DIR, canonical_state_dict
 
 SPEECH = FIXTURE_DIR.parent / "speech" / "198-209-0000.ogg"

@@ -6,12 +6,12 @@ import pytest
 from ansray.segments import (
     SegmentOptions,
     StitchInOrder,
-    cut_segment,
     overlap_add,
     plan_segments,
     segment_weights,
     segments_in_order,
 )
+from ansray.testing.segments import cut_segment
 
 
 @pytest.mark.parametrize("fit", [False, True])
