@@ -152,7 +152,7 @@ class UNet(nn.Module):
                 p = self.block("fsmn_dec", i)(p)
             if layout.runs_decoder_se(i):
                 p = self.block("se_layer_dec", i)(p)
-            if skips:
+            if skips:  # every decoder but the last concatenates its mirror encoder's skip
                 p = torch.cat([p, skips.pop()], dim=1)
         return self.linear(p)
 
