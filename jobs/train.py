@@ -93,7 +93,9 @@ def add_optimization_flags(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--loss-mode", choices=LOSS_MODES, default=DEFAULTS.loss_mode,
                        help="Mix: mask MSEs minus SI-SNR (default, the released model's); SiSNR: minus SI-SNR plus "
                             "a term pinning the output's gain on the clean speech to 1 (SI-SNR alone is blind to sign "
-                            "and scale); SNR: minus the plain SNR")
+                            "and scale); SNR: minus the plain SNR; SNR+Spectral: also minus the SNR of power-law compressed "
+                            "spectra; SNR+Spectral+Residual: also plus the compressed level of the noise the mask lets "
+                            "through (pushes towards more suppression)")
     group.add_argument("--precision", type=precision_name, choices=PRECISIONS, default=DEFAULTS.precision,
                        help="float32 (default), or bfloat16/float16 autocast (float16 on GPU only); the former "
                             "spellings fp32, bf16 and fp16 are accepted and mean the same")

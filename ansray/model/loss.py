@@ -4,6 +4,16 @@
 'SiSNR' = -SI-SNR + a gain term: SI-SNR alone is blind to the output's sign and scale (a model
 trained on it alone came out polarity-inverted and 5.7 dB loud), so the projection gain is pinned to 1.
 'SNR' = -SNR, the plain (scale-dependent) signal-to-noise ratio.
+'SNR+Spectral' = -SNR minus the SNR of power-law compressed spectra (|X|^0.3, magnitude and complex
+terms, as in Braun & Tashev, "A consolidated view of loss functions for supervised deep learning-based
+speech enhancement", 2021). Compression weighs quiet time-frequency regions, where residual noise is
+heard between words, far more than a waveform SNR does. Alone it would trade level for less residual
+noise (halving an output with faint noise everywhere lowers it), so the waveform SNR pins the level.
+'SNR+Spectral+Residual' adds RESIDUAL_WEIGHT times the level in dB of the noise the mask lets through
+(the mask applied to the noise alone, compressed, against the compressed speech): a push towards
+suppression beyond what the distance to the clean speech asks for, as in the speech-distortion /
+residual-noise weighting of Xia et al., "Weighted speech distortion losses for neural-network-based
+real-time speech enhancement", 2020.
 """
 
 from __future__ import annotations
@@ -17,11 +27,15 @@ from .config import FRCRNConfig
 from .frcrn import FRCRNOutput
 from .stft import stft_kernels
 
-LOSS_MODES = ("Mix", "SiSNR", "SNR")
+LOSS_MODES = ("Mix", "SiSNR", "SNR", "SNR+Spectral", "SNR+Spectral+Residual")
 EPS = 1e-8
 # Weight of (g - 1)^2, g the least-squares gain of the output onto the clean speech, against SI-SNR
 # in dB: g = 0.89 (-1 dB) costs 0.12, an inverted output (g = -1) 40.
 GAIN_WEIGHT = 10.0
+# Braun & Tashev's choices: magnitudes raised to 0.3, and 0.3 of the distance from the complex term.
+SPECTRAL_POWER = 0.3
+SPECTRAL_COMPLEX_WEIGHT = 0.3
+RESIDUAL_WEIGHT = 1.0  # on compressed dB, about 0.3 per dB of residual noise power
 
 
 def si_snr(estimate: torch.Tensor, target: torch.Tensor, eps: float = EPS) -> torch.Tensor:
@@ -51,13 +65,59 @@ def _analysis_kernel(win_len: int, fft_len: int, win_type: str) -> torch.Tensor:
     return stft_kernels(win_len, fft_len, win_type)["stft.weight"]
 
 
+def _spectrum(signal: torch.Tensor, config: FRCRNConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """[B, T] -> the real and imaginary parts of FRCRN's STFT, [B, F, frames] each."""
+    kernel = _analysis_kernel(config.win_len, config.fft_len, config.win_type).to(signal)
+    spectrum = F.conv1d(signal.unsqueeze(1), kernel, stride=config.win_inc)
+    return spectrum[:, : config.freq_bins], spectrum[:, config.freq_bins :]
+
+
+def compressed_spectral_snr(estimate: torch.Tensor, target: torch.Tensor, config: FRCRNConfig,
+                            eps: float = EPS) -> torch.Tensor:
+    """Mean over the batch of 10 log10(E / D) in dB, [B, T] each: E the energy of the target's
+    compressed spectrum, D the distance of the estimate's from it, (1 - w) on magnitudes and w on
+    complex values, with magnitudes raised to SPECTRAL_POWER (phases kept) and w SPECTRAL_COMPLEX_WEIGHT.
+    The ratio does not depend on the level the two signals share."""
+    # Both signals at the target's unit RMS, so that eps (which keeps |X|^(c-1) finite) sits ~100 dB
+    # under the speech whatever the input's level, instead of flooring the quiet bins of quiet inputs.
+    scale = torch.sqrt(torch.mean(target**2, -1, keepdim=True) + eps)
+
+    def compressed(signal: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        real, imag = _spectrum(signal / scale, config)
+        magnitude = torch.sqrt(real**2 + imag**2 + eps)
+        factor = magnitude ** (SPECTRAL_POWER - 1)  # |X|^c e^{j phase} = X |X|^(c-1)
+        return magnitude * factor, real * factor, imag * factor
+
+    est_mag, est_real, est_imag = compressed(estimate)
+    ref_mag, ref_real, ref_imag = compressed(target)
+    magnitude_distance = torch.sum((est_mag - ref_mag) ** 2, dim=(1, 2))
+    complex_distance = torch.sum((est_real - ref_real) ** 2 + (est_imag - ref_imag) ** 2, dim=(1, 2))
+    distance = (1 - SPECTRAL_COMPLEX_WEIGHT) * magnitude_distance + SPECTRAL_COMPLEX_WEIGHT * complex_distance
+    energy = torch.sum(ref_mag**2, dim=(1, 2))
+    return torch.mean(10 * torch.log10(energy / (distance + eps) + eps))
+
+
+def residual_noise_level(mask: torch.Tensor, noisy: torch.Tensor, clean: torch.Tensor, config: FRCRNConfig,
+                         eps: float = EPS) -> torch.Tensor:
+    """Mean over the batch of 10 log10(R / E) in dB: R the energy of the compressed spectrum of the noise
+    (noisy - clean) times `mask` ([B, 2F, frames], real rows then imaginary), E that of the clean
+    speech. The mask is linear in its input, so this is the noise part of the network's output."""
+    scale = torch.sqrt(torch.mean(clean**2, -1, keepdim=True) + eps)
+    Sr, Si = _spectrum(clean / scale, config)
+    Nr, Ni = _spectrum((noisy - clean) / scale, config)
+    Mr, Mi = mask[:, : config.freq_bins], mask[:, config.freq_bins :]
+    residual_power = (Nr * Mr - Ni * Mi) ** 2 + (Nr * Mi + Ni * Mr) ** 2 + eps
+    speech_power = Sr**2 + Si**2 + eps
+    # |X|^(2c) = (|X|^2)^c: the same compression as compressed_spectral_snr
+    residual = torch.sum(residual_power**SPECTRAL_POWER, dim=(1, 2))
+    speech = torch.sum(speech_power**SPECTRAL_POWER, dim=(1, 2))
+    return torch.mean(10 * torch.log10(residual / speech + eps))
+
+
 def ideal_cirm(noisy: torch.Tensor, clean: torch.Tensor, config: FRCRNConfig) -> torch.Tensor:
     """The clamped ideal complex ratio mask S / Y, [B, 2F, frames] (real rows, then imaginary)."""
-    kernel = _analysis_kernel(config.win_len, config.fft_len, config.win_type).to(noisy)
-    bins = config.freq_bins
-    S = F.conv1d(clean.unsqueeze(1), kernel, stride=config.win_inc)
-    Y = F.conv1d(noisy.unsqueeze(1), kernel, stride=config.win_inc)
-    Sr, Si, Yr, Yi = S[:, :bins], S[:, bins:], Y[:, :bins], Y[:, bins:]
+    Sr, Si = _spectrum(clean, config)
+    Yr, Yi = _spectrum(noisy, config)
     power = Yr**2 + Yi**2 + EPS
     mask = torch.cat([(Sr * Yr + Si * Yi) / power, (Si * Yr - Sr * Yi) / power], dim=1)
     # The reference's clamp is asymmetric on purpose: values beyond +-2 jump to +-1, not to +-2.
@@ -92,6 +152,10 @@ def frcrn_loss(
         loss = amp_loss + phase_loss + sisnr
     elif mode == "SiSNR":
         loss = sisnr + gain_loss
-    else:
+    elif mode == "SNR":
         loss = -snr(out.wav_l2, clean)
+    else:  # SNR+Spectral, SNR+Spectral+Residual
+        loss = -snr(out.wav_l2, clean) - compressed_spectral_snr(out.wav_l2, clean, config)
+        if mode == "SNR+Spectral+Residual":
+            loss = loss + RESIDUAL_WEIGHT * residual_noise_level(out.mask_l2, noisy, clean, config)
     return {"loss": loss, "amp_loss": amp_loss, "phase_loss": phase_loss, "sisnr": sisnr, "gain_loss": gain_loss}
