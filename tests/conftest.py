@@ -1,5 +1,6 @@
 """Shared fixtures: an S3 endpoint served by moto on 127.0.0.1, reached by s3fs over HTTP."""
 
+import gc
 import os
 import uuid
 
@@ -7,6 +8,23 @@ import fsspec
 import pytest
 import s3fs
 from moto.server import ThreadedMotoServer
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """Releases what this process kept for its whole life while the interpreter is still whole.
+
+    A CI run once passed every test and then died of SIGSEGV on exit (exit code 139). Native objects
+    left to interpreter finalization are a known cause of that (onnxruntime sessions among them), so
+    the process-wide DNSMOS sessions and any Ray connection a test left open go here instead.
+    """
+    import ray
+
+    from ansray.metrics.dnsmos import process_dnsmos
+
+    process_dnsmos.cache_clear()
+    if ray.is_initialized():
+        ray.shutdown()
+    gc.collect()
 
 FAKE_AWS_ENVIRONMENT = {
     "AWS_ACCESS_KEY_ID": "testing",
