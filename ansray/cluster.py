@@ -23,7 +23,9 @@ def connect(address: str | None = None) -> None:
 
     if ray.is_initialized():
         return
-    address = address or os.environ.get("RAY_ADDRESS") or None
+    # Without an address Ray would join the cluster a `ray start` (or a test's Cluster) last left on this
+    # machine, which the job would then take for a local Ray of its own: "local" always starts a new one.
+    address = address or os.environ.get("RAY_ADDRESS") or "local"
     ray.init(address=address, logging_level=logging.WARNING, log_to_driver=True)
 
 

@@ -111,7 +111,7 @@ def main() -> None:
     parser.add_argument("--seconds", default="10,60", help="file lengths to measure")
     parser.add_argument("--repeats", type=int, default=2)
     args = parser.parse_args()
-    ray.init(num_cpus=os.cpu_count(), include_dashboard=False, logging_level="ERROR")
+    ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False, logging_level="ERROR")
     count_received()
     with tempfile.TemporaryDirectory() as tmp:
         torch.manual_seed(0)

@@ -33,7 +33,7 @@ def ray_data_rate(cfg, cpus: int, rows: int) -> float:
 
     from ansray.training.datasets import build_datasets
 
-    ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False)
+    ray.init(address="local", num_cpus=cpus, include_dashboard=False, log_to_driver=False)
     try:
         train = build_datasets(cfg)["train"]
         seen, started = 0, None

@@ -70,7 +70,7 @@ def main() -> None:
         print(f"one core, in process (dns layout): {hours / (seconds / 3600):.0f} h of mixtures per core-hour "
               f"({seconds / cfg.mixture_count * 1000:.0f} ms per 30 s mixture, reverb={args.reverb})")
 
-        ray.init(num_cpus=args.workers, include_dashboard=False, log_to_driver=False)
+        ray.init(address="local", num_cpus=args.workers, include_dashboard=False, log_to_driver=False)
         summary = run_synthesis(config("ray", args.count), workers=args.workers)
         core_hours = summary.seconds * args.workers / 3600
         print(f"Ray Data job, {args.workers} workers, {args.layout} layout: {summary.hours / core_hours:.0f} h of "

@@ -114,7 +114,7 @@ def main() -> None:
 
     workers = [int(w) for w in args.workers.split(",")]
     device = "cuda" if args.use_gpu else "cpu"
-    ray.init(num_cpus=max(workers) * args.threads, num_gpus=max(workers) if args.use_gpu else 0,
+    ray.init(address="local", num_cpus=max(workers) * args.threads, num_gpus=max(workers) if args.use_gpu else 0,
              logging_level="WARNING")
     noisy, clean = mixtures(POOL, args.segment_seconds)
     where = torch.cuda.get_device_name() if args.use_gpu else f"CPU, {args.threads} threads per worker"

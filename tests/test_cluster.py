@@ -16,7 +16,7 @@ def test_the_flag_wins_then_ray_address_then_a_local_ray(monkeypatch):
     cluster.connect(None)
     monkeypatch.delenv("RAY_ADDRESS")
     cluster.connect(None)
-    assert calls == ["ray://from-flag:10001", "ray://from-env:10001", None]
+    assert calls == ["ray://from-flag:10001", "ray://from-env:10001", "local"]
     assert cluster.is_remote_cluster("ray://x:1") and not cluster.is_remote_cluster(None)
 
 

@@ -7,6 +7,8 @@ that each was written once and recorded once, and that a rerun skips everything.
 
 import json
 import os
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -212,3 +214,14 @@ def test_every_node_is_asked_whether_it_sees_the_jobs_local_paths(cluster, tmp_p
     monkeypatch.setattr(ray_cluster, "paths_missing_on_nodes", lambda paths: {"10.0.0.7 abcdef12": [paths[-1]]})
     with pytest.raises(PathSafetyError, match="not visible on node 10.0.0.7 .* shared by every node"):
         check_cluster(config, resolve_locations(config))
+
+
+def test_a_job_without_an_address_starts_its_own_ray_beside_a_running_cluster(cluster):
+    """The Cluster has written its address where `ray.init()` without one would find and join it."""
+    environment = {name: value for name, value in os.environ.items() if name != "RAY_ADDRESS"}
+    connect_and_report = ("import ray; from ansray import cluster; cluster.connect(None); "
+                          "print(ray.get_runtime_context().gcs_address); ray.shutdown()")
+    job = subprocess.run([sys.executable, "-c", connect_and_report], env=environment, capture_output=True,
+                         text=True, timeout=120, check=True)
+    joined = job.stdout.strip().splitlines()[-1]
+    assert joined and joined != cluster.address
