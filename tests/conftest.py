@@ -26,6 +26,7 @@ def pytest_sessionfinish(session, exitstatus):
         ray.shutdown()
     gc.collect()
 
+
 FAKE_AWS_ENVIRONMENT = {
     "AWS_ACCESS_KEY_ID": "testing",
     "AWS_SECRET_ACCESS_KEY": "testing",
