@@ -34,7 +34,8 @@ def test_starter_model_removes_noise_from_real_speech():
 
 
 # SI-SDR is blind to sign and scale: starter model v1, trained on SI-SNR alone, came out inverted (gain
-# -1.9) and ~5.5 dB loud while improving SI-SDR. v2 must project positively onto the clean speech, at its level.
+# -1.9) and ~5.5 dB loud while improving SI-SDR. The starter must project positively onto the clean speech,
+# at its level.
 @pytest.mark.parametrize("snr_db", [5, 15])
 def test_starter_model_keeps_the_sign_and_level_of_real_speech(snr_db):
     speech, rate = sf.read(SPEECH, dtype="float32")
