@@ -66,6 +66,8 @@ python jobs/denoise.py --input "$HELDOUT/train/noisy" --output "$WORK/enhanced-v
 python jobs/evaluate.py --enhanced v2.1="$WORK/enhanced-v2.1" --enhanced v2="$WORK/enhanced-v2" \
   --noisy "$HELDOUT/train/noisy" --clean "$HELDOUT/train/clean" --output "$WORK/eval" --pair-by fileid \
   --metrics si_sdr,pesq,stoi,dnsmos --baseline rnnoise
+python benchmarks/compare_systems.py "$WORK/eval/results.parquet" v2.1 rnnoise   # paired, file by file
+python benchmarks/compare_systems.py "$WORK/eval/results.parquet" v2.1 v2
 # Sign and level on every third pair (SI-SDR is blind to both):
 python benchmarks/bench_loss_modes.py --model "$MODEL" --test "$HELDOUT" --test-every 3
 
