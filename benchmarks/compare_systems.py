@@ -18,8 +18,10 @@ DEFAULT_METRICS = "pesq_wb,stoi,si_sdr,dnsmos_ovrl,dnsmos_sig,dnsmos_bak"
 
 
 def paired_differences(results: pd.DataFrame, system_a: str, system_b: str, metric: str) -> pd.Series:
-    """A - B per file, over the files both systems scored (joined by key)."""
-    scores = {name: results[results["system"] == name].set_index("key")[metric] for name in (system_a, system_b)}
+    """A - B per file, over the files both systems scored (joined by key; rows with an error left out, as
+    the evaluation summary leaves them)."""
+    scored = results[results["error"].isna()]
+    scores = {name: scored[scored["system"] == name].set_index("key")[metric] for name in (system_a, system_b)}
     for name, column in scores.items():
         if column.empty:
             raise SystemExit(f"no rows for system {name!r}; systems here: {sorted(results['system'].unique())}")
